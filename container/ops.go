@@ -1,0 +1,209 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/agentclient"
+	"github.com/kabuto-runtime/kabuto/hooks"
+	"github.com/kabuto-runtime/kabuto/hostcgroup"
+	"github.com/kabuto-runtime/kabuto/netns"
+	"github.com/kabuto-runtime/kabuto/protocol"
+	"github.com/kabuto-runtime/kabuto/qemu"
+	"github.com/kabuto-runtime/kabuto/vmstate"
+)
+
+// Start lets the created container's init run.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	h, err := r.Store.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer h.Unlock()
+	st, err := h.Load()
+	if err != nil {
+		return err
+	}
+	switch status := st.Status(); status {
+	case vmstate.Created:
+	case vmstate.Stopped:
+		return errors.New("cannot start a container that has stopped")
+	case vmstate.Running:
+		return errors.New("cannot start an already running container")
+	default:
+		return fmt.Errorf("cannot start a container in the %s state", status)
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	defer cancel()
+	if err := agentclient.ForStateDir(h.Dir).Call(cctx, protocol.MethodStart, nil, nil); err != nil {
+		return fmt.Errorf("start container: %w", err)
+	}
+	st.Started = true
+	if err := h.Save(st); err != nil {
+		return err
+	}
+	if st.Hooks != nil {
+		if err := hooks.Run(ctx, "poststart", st.Hooks.Poststart, st.OCI(vmstate.Running), st.Bundle); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init, or with all to all its processes.
+func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return err
+	}
+	status := st.Status()
+	if status == vmstate.Stopped {
+		return ErrNotRunning
+	}
+	dir := r.Store.Dir(id)
+	if status == vmstate.Paused {
+		// A stopped VM answers nothing: let it run for the delivery.
+		if err := vmCommand(dir, "cont"); err != nil {
+			return err
+		}
+		defer func() {
+			if sig != unix.SIGKILL {
+				vmCommand(dir, "stop")
+			}
+		}()
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	defer cancel()
+	if err := agentclient.ForStateDir(dir).Signal(cctx, protocol.InitProcess, int(sig), all); err != nil {
+		if errors.Is(err, agentclient.ErrNoHub) {
+			return ErrNotRunning
+		}
+		return err
+	}
+	return nil
+}
+
+// Pause stops the VM's vCPUs (the whole container freezes at once).
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	return r.setPaused(id, true)
+}
+
+// Resume lets a paused VM run again.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	return r.setPaused(id, false)
+}
+
+func (r *Runtime) setPaused(id string, pause bool) error {
+	h, err := r.Store.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer h.Unlock()
+	st, err := h.Load()
+	if err != nil {
+		return err
+	}
+	status := st.Status()
+	switch {
+	case pause && status == vmstate.Paused:
+		return ErrPaused
+	case pause && status != vmstate.Running:
+		return ErrNotRunning
+	case !pause && status != vmstate.Paused:
+		return ErrNotPaused
+	}
+	cmd := "cont"
+	if pause {
+		cmd = "stop"
+	}
+	if err := vmCommand(h.Dir, cmd); err != nil {
+		return err
+	}
+	st.Paused = pause
+	return h.Save(st)
+}
+
+// vmCommand runs one argument-less QMP command.
+func vmCommand(dir, cmd string) error {
+	mon, err := qemu.Connect(dir, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer mon.Close()
+	_, err = mon.Execute(cmd, nil)
+	return err
+}
+
+// Delete removes a stopped container (any container, with force) and
+// everything kabuto made for it.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	h, err := r.Store.Lock(id)
+	if err != nil {
+		if force && errors.Is(err, vmstate.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer h.Unlock()
+	st, err := h.Load()
+	if err != nil {
+		return err
+	}
+	if status := st.Status(); status != vmstate.Stopped && !force {
+		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, status)
+	}
+	r.teardown(ctx, h.Dir, st)
+	if st.Hooks != nil && !st.Creating {
+		if err := hooks.Run(ctx, "poststop", st.Hooks.Poststop, st.OCI(vmstate.Stopped), st.Bundle); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	return h.Remove()
+}
+
+// teardown stops every process of the container and undoes every host
+// change recorded in st. It is best effort: it goes on past errors.
+func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
+	if st.Shim.Alive() && st.QEMU.Alive() {
+		// Kill the workload first so the shims report 137, like runc.
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if st.Paused {
+			vmCommand(dir, "cont")
+		}
+		agentclient.ForStateDir(dir).Signal(cctx, protocol.InitProcess, int(unix.SIGKILL), true)
+		cancel()
+		waitGone(st.Shim, 2*time.Second)
+	}
+	stopQEMU(dir, st.QEMU)
+	for _, p := range append([]vmstate.Process{st.Shim}, execShims(st)...) {
+		if p.Alive() {
+			unix.Kill(p.Pid, unix.SIGKILL)
+			waitGone(p, 2*time.Second)
+		}
+	}
+	for i := len(st.Mounts) - 1; i >= 0; i-- {
+		if err := unmount(st.Mounts[i]); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	if st.OwnNetNS && st.NetNS != "" {
+		if err := netns.Remove(st.NetNS); err != nil {
+			r.warn("%v", err)
+		}
+	}
+	if err := hostcgroup.Remove(st.Cgroups); err != nil {
+		r.warn("remove cgroups: %v", err)
+	}
+}
+
+func execShims(st *vmstate.State) []vmstate.Process {
+	var ps []vmstate.Process
+	for _, e := range st.Execs {
+		ps = append(ps, e.Shim)
+	}
+	return ps
+}

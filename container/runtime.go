@@ -1,0 +1,493 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/agentclient"
+	"github.com/kabuto-runtime/kabuto/config"
+	"github.com/kabuto-runtime/kabuto/hooks"
+	"github.com/kabuto-runtime/kabuto/hostcgroup"
+	"github.com/kabuto-runtime/kabuto/netns"
+	"github.com/kabuto-runtime/kabuto/protocol"
+	"github.com/kabuto-runtime/kabuto/qemu"
+	"github.com/kabuto-runtime/kabuto/shim"
+	"github.com/kabuto-runtime/kabuto/vmstate"
+)
+
+// Errors the CLI maps to runc's wording.
+var (
+	ErrNotRunning = errors.New("container not running")
+	ErrNotStopped = errors.New("cannot delete container that is not stopped")
+	ErrNotCreated = errors.New("cannot start a container that is not created")
+	ErrNotPaused  = errors.New("container not paused")
+	ErrPaused     = errors.New("container paused")
+)
+
+// Runtime carries what every operation needs.
+type Runtime struct {
+	Store  vmstate.Store
+	Config *config.Config
+	// Self is the kabuto binary, re-executed as the shim.
+	Self string
+	// ShimArgs are the global flags passed on to shims (--log, --log-format).
+	ShimArgs []string
+	// SystemdCgroup is runc's --systemd-cgroup.
+	SystemdCgroup bool
+	// Warn reports a non-fatal problem (logged, not printed on success).
+	Warn func(format string, args ...any)
+}
+
+func (r *Runtime) warn(format string, args ...any) {
+	if r.Warn != nil {
+		r.Warn(format, args...)
+	}
+}
+
+// CreateOptions are create's (and run's) flags.
+type CreateOptions struct {
+	ID            string
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	NoNewKeyring  bool
+	PreserveFDs   int
+	// Foreground is run without --detach: the shim shares this process's
+	// stdio (a terminal, for terminal processes) and stays its child.
+	Foreground bool
+}
+
+// Created is what Create hands back to `run`.
+type Created struct {
+	Shim *os.Process
+}
+
+// undo collects cleanups to run, last first, when an operation fails.
+type undo []func()
+
+func (u *undo) add(f func()) { *u = append(*u, f) }
+func (u undo) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// Create builds the container: its state dir, host mounts, namespace and
+// cgroup, a booted VM, the init's shim, and the init process in the guest,
+// waiting for start. On failure nothing is left behind.
+func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err error) {
+	if err := vmstate.ValidateID(o.ID); err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	rootfs, err := RootfsPath(spec, bundle)
+	if err != nil {
+		return nil, err
+	}
+	terminal := spec.Process.Terminal
+	if terminal && o.ConsoleSocket == "" && !o.Foreground {
+		return nil, errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if !terminal && o.ConsoleSocket != "" {
+		return nil, errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	netnsPath := ""
+	if ns, ok := hasNamespace(spec, specs.NetworkNamespace); ok && ns.Path != "" {
+		if netns.SameAsHost(ns.Path) {
+			return nil, errors.New("the host network namespace cannot be given to a VM container (--network host is not supported by kabuto)")
+		}
+		netnsPath = ns.Path
+	}
+	accel, err := qemu.DetectAccel(r.Config.Hypervisor.Accel)
+	if err != nil {
+		return nil, err
+	}
+
+	h, err := r.Store.Create(o.ID)
+	if err != nil {
+		return nil, err
+	}
+	var u undo
+	u.add(func() { h.Remove() })
+	defer func() {
+		if err != nil {
+			u.run()
+		}
+	}()
+
+	st := &vmstate.State{
+		ID:          o.ID,
+		Bundle:      bundle,
+		Rootfs:      rootfs,
+		Created:     time.Now().UTC(),
+		Owner:       ownerName(),
+		Annotations: spec.Annotations,
+		OCIVersion:  spec.Version,
+		Creating:    true,
+		Hooks:       spec.Hooks,
+		Accel:       accel.Name,
+	}
+	if err := h.Save(st); err != nil {
+		return nil, err
+	}
+
+	// Host side of the share: the rootfs and every bind source, under one dir.
+	req, err := r.prepareShare(h.Dir, spec, rootfs, bundle, st, &u)
+	if err != nil {
+		return nil, err
+	}
+
+	if ns, ok := hasNamespace(spec, specs.NetworkNamespace); ok && ns.Path == "" {
+		netnsPath = filepath.Join(h.Dir, "netns")
+		if err := netns.Create(netnsPath); err != nil {
+			return nil, err
+		}
+		st.OwnNetNS = true
+		u.add(func() { netns.Remove(netnsPath) })
+	}
+	st.NetNS = netnsPath
+
+	vm := r.vmFor(o.ID, h.Dir, spec, accel.Name)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var qpid int
+	err = netns.Do(netnsPath, func() error {
+		var lerr error
+		qpid, lerr = qemu.Launch(qctx, vm)
+		return lerr
+	})
+	if err != nil {
+		return nil, err
+	}
+	if st.QEMU, err = vmstate.ProcessOf(qpid); err != nil {
+		unix.Kill(qpid, unix.SIGKILL)
+		return nil, fmt.Errorf("qemu exited right after starting: %s", consoleTail(h.Dir))
+	}
+	qproc := st.QEMU
+	u.add(func() { stopQEMU(h.Dir, qproc) })
+
+	// The shim of the init: the pid callers wait on.
+	tty, err := r.terminalFor(o, terminal)
+	if err != nil {
+		return nil, err
+	}
+	if tty != nil {
+		defer tty.Close()
+	}
+	shimCmd, syncConn, err := r.startShim(h.Dir, netnsPath, o, terminal, tty)
+	if err != nil {
+		return nil, err
+	}
+	defer syncConn.Close()
+	u.add(func() { shimCmd.Process.Kill(); shimCmd.Wait() })
+	if st.Shim, err = vmstate.ProcessOf(shimCmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("shim exited right after starting")
+	}
+	syncR := bufio.NewReader(syncConn)
+	if err := shim.Expect(syncR, shim.MsgReady); err != nil {
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+
+	cgErr := r.joinCgroup(spec, o.ID, st, qpid, shimCmd.Process.Pid)
+	dirs := st.Cgroups
+	u.add(func() { hostcgroup.Remove(dirs) })
+	if cgErr != nil {
+		return nil, cgErr
+	}
+	if err := h.Save(st); err != nil {
+		return nil, err
+	}
+
+	client := agentclient.ForStateDir(h.Dir)
+	hctx, hcancel := context.WithTimeout(ctx, r.Config.StartTimeout())
+	_, err = client.Hello(hctx)
+	hcancel()
+	if err != nil {
+		if !st.QEMU.Alive() {
+			return nil, fmt.Errorf("the VM exited while booting: %s", consoleTail(h.Dir))
+		}
+		return nil, fmt.Errorf("the guest agent did not answer within %v (%v): %s", r.Config.StartTimeout(), err, consoleTail(h.Dir))
+	}
+	cctx, ccancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	err = client.Call(cctx, protocol.MethodCreate, req, &protocol.CreateResponse{})
+	ccancel()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(syncConn, shim.MsgAttach)
+	if err := shim.Expect(syncR, shim.MsgAttached); err != nil {
+		return nil, fmt.Errorf("attach to the container's stdio: %w", err)
+	}
+
+	if spec.Hooks != nil {
+		state := st.OCI(vmstate.Creating)
+		if err := hooks.Run(ctx, "prestart", spec.Hooks.Prestart, state, bundle); err != nil {
+			return nil, err
+		}
+		if err := hooks.Run(ctx, "createRuntime", spec.Hooks.CreateRuntime, state, bundle); err != nil {
+			return nil, err
+		}
+	}
+
+	st.Creating = false
+	if err := h.Save(st); err != nil {
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, shimCmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	h.Unlock()
+	// The shim outlives this verb; it is reaped by our parent (a subreaper)
+	// or by `run`, never here.
+	shimCmd.Process.Release()
+	var proc *os.Process
+	if o.Foreground {
+		proc, _ = os.FindProcess(st.Shim.Pid)
+	}
+	return &Created{Shim: proc}, nil
+}
+
+func ownerName() string {
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Geteuid())
+}
+
+func writePidFile(path string, pid int) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	return vmstate.WriteFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// vmFor sizes the VM from the spec and the configuration.
+func (r *Runtime) vmFor(id, dir string, spec *specs.Spec, accel string) *qemu.VM {
+	hc := r.Config.Hypervisor
+	vcpus, mem := hc.VCPUs, hc.MemoryMiB
+	if res := spec.Linux.Resources; res != nil {
+		if c := res.CPU; c != nil && c.Quota != nil && *c.Quota > 0 && c.Period != nil && *c.Period > 0 {
+			n := int((uint64(*c.Quota) + *c.Period - 1) / *c.Period)
+			vcpus = min(max(n, 1), hc.MaxVCPUs)
+		}
+		if m := res.Memory; m != nil && m.Limit != nil && *m.Limit > 0 {
+			// The limit applies to the container's cgroup in the guest; the
+			// guest kernel and agent need room beside it.
+			mem = max(mem, int(*m.Limit>>20)+GuestOverheadMiB)
+		}
+	}
+	return &qemu.VM{
+		Name:         "kabuto-" + id,
+		Binary:       hc.Path,
+		Kernel:       hc.Kernel,
+		Initrd:       hc.Initrd,
+		Machine:      hc.MachineType,
+		Accel:        accel,
+		VCPUs:        vcpus,
+		MemoryMiB:    mem,
+		TBSizeMiB:    hc.TBSizeMiB,
+		TSCKHz:       qemu.HostTSCKHz(),
+		KernelParams: hc.KernelParams,
+		Debug:        hc.DebugConsole,
+		StateDir:     dir,
+		ShareDir:     filepath.Join(dir, shareDirName),
+		ShareTag:     protocol.ShareTag,
+		PortName:     protocol.PortName,
+	}
+}
+
+// GuestOverheadMiB is the guest memory kabuto adds to a spec's memory limit
+// for the guest kernel and agent.
+const GuestOverheadMiB = 64
+
+func (r *Runtime) joinCgroup(spec *specs.Spec, id string, st *vmstate.State, pids ...int) error {
+	path, err := hostcgroup.ResolvePath(spec.Linux.CgroupsPath, id, r.SystemdCgroup)
+	if err != nil {
+		return err
+	}
+	mounts, err := hostcgroup.Mounts()
+	if err != nil {
+		return fmt.Errorf("list cgroup mounts: %w", err)
+	}
+	dirs, err := hostcgroup.Join(mounts, path, pids...)
+	st.Cgroups = append(st.Cgroups, dirs...)
+	return err
+}
+
+// terminalFor returns the host end of the process's terminal: a new pty whose
+// master goes to the console socket (its slave, in raw mode, is the shim's),
+// or, for a foreground run, this process's own stdin.
+func (r *Runtime) terminalFor(o CreateOptions, terminal bool) (*os.File, error) {
+	if !terminal {
+		return nil, nil
+	}
+	if o.ConsoleSocket == "" {
+		fd, err := unix.Dup(0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), "tty"), nil
+	}
+	master, slave, err := openPty()
+	if err != nil {
+		return nil, err
+	}
+	defer master.Close()
+	if err := sendConsole(o.ConsoleSocket, master); err != nil {
+		slave.Close()
+		return nil, err
+	}
+	return slave, nil
+}
+
+// startShim starts the init's shim in the container's network namespace.
+func (r *Runtime) startShim(dir, netnsPath string, o CreateOptions, terminal bool, tty *os.File) (*exec.Cmd, *os.File, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
+	defer theirs.Close()
+	args := append(append([]string{}, r.ShimArgs...), "shim", "--state-dir", dir, "--process", protocol.InitProcess, "--owner")
+	cmd := exec.Command(r.Self, args...)
+	cmd.ExtraFiles = []*os.File{theirs}
+	stdinUsed := false
+	if terminal {
+		args = append(args, "--terminal")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tty)
+		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			ours.Close()
+			return nil, nil, err
+		}
+		defer devnull.Close()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+		if o.Foreground {
+			// The caller's terminal: stay in its session and process group
+			// so that window changes (SIGWINCH) reach the shim.
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		} else {
+			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 4}
+		}
+	} else {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		stdinUsed = stdinIsUsable()
+		if stdinUsed {
+			args = append(args, "--stdin")
+		}
+		if !o.Foreground {
+			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+		}
+	}
+	cmd.Args = append([]string{r.Self}, args...)
+	err = netns.Do(netnsPath, cmd.Start)
+	if err != nil {
+		ours.Close()
+		return nil, nil, fmt.Errorf("start shim: %w", err)
+	}
+	return cmd, ours, nil
+}
+
+// stdinIsUsable reports whether fd 0 can feed the process: anything but a
+// closed fd or /dev/null (whose EOF the guest process gets anyway).
+func stdinIsUsable() bool {
+	var st, null unix.Stat_t
+	if unix.Fstat(0, &st) != nil {
+		return false
+	}
+	if unix.Stat(os.DevNull, &null) == nil && st.Rdev == null.Rdev && st.Mode&unix.S_IFMT == unix.S_IFCHR {
+		return false
+	}
+	return true
+}
+
+// consoleTail returns the last lines of the guest console, for errors.
+func consoleTail(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, qemu.ConsoleLog))
+	if err != nil || len(b) == 0 {
+		return "the guest console is empty"
+	}
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return "guest console: " + string(oneLineBytes(b))
+}
+
+func oneLineBytes(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		switch {
+		case c == '\n' || c == '\r':
+			if len(out) > 0 && out[len(out)-1] != ' ' {
+				out = append(out, ' ', '|', ' ')
+			}
+		case c < 0x20 || c == 0x7f:
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// stopQEMU ends the VM: a QMP quit, then SIGKILL if it lingers.
+func stopQEMU(dir string, p vmstate.Process) {
+	if !p.Alive() {
+		return
+	}
+	if mon, err := qemu.Connect(dir, 2*time.Second); err == nil {
+		mon.Execute("quit", nil)
+		mon.Close()
+	}
+	if waitGone(p, 3*time.Second) {
+		return
+	}
+	unix.Kill(p.Pid, unix.SIGKILL)
+	waitGone(p, 5*time.Second)
+}
+
+// waitGone polls until p has exited (QEMU is not our child: no wait).
+func waitGone(p vmstate.Process, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if !p.Alive() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// marshalSpec deep-copies a spec.
+func copySpec(s *specs.Spec) (*specs.Spec, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var c specs.Spec
+	return &c, json.Unmarshal(b, &c)
+}

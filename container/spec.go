@@ -1,0 +1,118 @@
+// Package container is the lifecycle of one container on the host: it ties
+// the bundle's spec, the persisted state, the host mounts, namespace and
+// cgroup, the QEMU process, the shims and the guest agent together behind
+// the operations the CLI verbs call. Host only.
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-tools/validate"
+)
+
+// LoadSpec reads and validates <bundle>/config.json.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("JSON specification file %s not found", path)
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("config.json is malformed: %w", err)
+	}
+	if err := ValidateSpec(&spec, bundle); err != nil {
+		return nil, err
+	}
+	return &spec, nil
+}
+
+// ValidateSpec checks the spec against the OCI runtime spec (runtime-tools'
+// validator, without host-specific checks) plus what kabuto itself needs.
+func ValidateSpec(spec *specs.Spec, bundle string) error {
+	if spec.Process == nil {
+		return errors.New("config.json: process is not set")
+	}
+	if len(spec.Process.Args) == 0 {
+		return errors.New("config.json: process.args must not be empty")
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return errors.New("config.json: root.path is not set")
+	}
+	if spec.Linux == nil {
+		return errors.New("config.json: linux section is missing (kabuto runs Linux containers only)")
+	}
+	v, err := validate.NewValidator(spec, bundle, false, "linux")
+	if err != nil {
+		return fmt.Errorf("config.json: %w", err)
+	}
+	if err := v.CheckAll(); err != nil {
+		return fmt.Errorf("config.json is invalid: %s", flatten(err))
+	}
+	return nil
+}
+
+// flatten turns a multierror into one line.
+func flatten(err error) string {
+	type multi interface{ WrappedErrors() []error }
+	var m multi
+	if errors.As(err, &m) {
+		var parts []string
+		for _, e := range m.WrappedErrors() {
+			parts = append(parts, strings.TrimSpace(e.Error()))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}
+
+// RootfsPath resolves root.path against the bundle and checks it is a directory.
+func RootfsPath(spec *specs.Spec, bundle string) (string, error) {
+	p := spec.Root.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(bundle, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("rootfs (%s) does not exist", p)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("rootfs (%s) is not a directory", p)
+	}
+	return p, nil
+}
+
+// isBind reports whether m is a bind mount (of a host path).
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// hasNamespace returns the spec's namespace of type t.
+func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, bool) {
+	if spec.Linux == nil {
+		return specs.LinuxNamespace{}, false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return ns, true
+		}
+	}
+	return specs.LinuxNamespace{}, false
+}

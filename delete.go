@@ -1,0 +1,30 @@
+package main
+
+import "github.com/urfave/cli/v2"
+
+var deleteCommand = &cli.Command{
+	Name:      "delete",
+	Usage:     "delete any resources held by the container often used with detached container",
+	ArgsUsage: "<container-id>",
+	Description: `The delete command stops the container's VM and removes every resource kabuto
+made for it: mounts, network namespace, cgroups and state. A container that
+is not stopped is deleted only with --force; --force of an unknown container
+succeeds quietly.`,
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Forcibly deletes the container if it is still running (uses SIGKILL)"},
+	},
+	Action: func(c *cli.Context) error {
+		if err := checkArgs(c, 1); err != nil {
+			return err
+		}
+		id, err := containerID(c)
+		if err != nil {
+			return err
+		}
+		r, err := newRuntime(c)
+		if err != nil {
+			return err
+		}
+		return notExist(id, r.Delete(c.Context, id, c.Bool("force")))
+	},
+}

@@ -1,0 +1,282 @@
+// Package protocol is the wire contract between the host (kabuto) and the guest
+// (kabuto-agent). It is the only package that code on both sides of the VM
+// boundary imports.
+//
+// Transport: one virtio-serial port carries a yamux session; the host is the
+// yamux client, the agent the server, and only the host opens streams. Every
+// stream begins with one Request frame from the host and one Response frame from
+// the agent. For an RPC the stream then ends. For an attach (stdin, stdout,
+// stderr of a process) raw bytes follow the response until either side closes.
+//
+// Framing: a 4-byte big-endian length followed by that many bytes of JSON. A
+// frame longer than MaxFrame is a protocol error; neither side allocates more
+// than that for one message, whatever the peer claims.
+package protocol
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Version is bumped on any incompatible change to the messages below.
+const Version = 1
+
+// MaxFrame bounds one control message (a whole OCI spec fits easily).
+const MaxFrame = 4 << 20
+
+// PortName is the virtio-serial port name the agent looks for in
+// /sys/class/virtio-ports/*/name.
+const PortName = "kabuto.agent"
+
+// ShareTag is the 9p mount tag of the per-VM share, and ShareMount where the
+// agent mounts it.
+const (
+	ShareTag   = "kshare"
+	ShareMount = "/run/kabuto/share"
+)
+
+// Methods. Attach* methods turn the stream into a byte pipe after the response.
+const (
+	MethodHello       = "hello"
+	MethodCreate      = "create"       // CreateRequest -> CreateResponse
+	MethodStart       = "start"        // Empty -> Empty
+	MethodExec        = "exec"         // ExecRequest -> ExecResponse (process created, running)
+	MethodSignal      = "signal"       // SignalRequest -> Empty
+	MethodWait        = "wait"         // ProcessRef -> WaitResponse (blocks until exit)
+	MethodResize      = "resize"       // ResizeRequest -> Empty
+	MethodCloseStdin  = "close-stdin"  // ProcessRef -> Empty
+	MethodPs          = "ps"           // Empty -> PsResponse
+	MethodStats       = "stats"        // Empty -> StatsResponse
+	MethodUpdate      = "update"       // UpdateRequest -> Empty
+	MethodFreeze      = "freeze"       // Empty -> Empty (cgroup freezer)
+	MethodThaw        = "thaw"         // Empty -> Empty
+	MethodShutdown    = "shutdown"     // Empty -> Empty (sync, then power off)
+	MethodAttachStdin = "attach-stdin" // ProcessRef; host writes, agent reads; host close = EOF
+	MethodAttachOut   = "attach-stdout"
+	MethodAttachErr   = "attach-stderr" // not used for terminal processes
+)
+
+// InitProcess names the container's init process in ProcessRef.ID.
+const InitProcess = "init"
+
+// Request is the first frame on every stream.
+type Request struct {
+	Version int             `json:"version"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty"`
+}
+
+// Response is the agent's answer. Error is empty on success.
+type Response struct {
+	Error  string          `json:"error,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Empty is the parameter or result of calls that carry none.
+type Empty struct{}
+
+// HelloResponse tells the host the agent is up and what it runs on.
+type HelloResponse struct {
+	Version       int    `json:"version"`
+	KernelRelease string `json:"kernelRelease"`
+}
+
+// ProcessRef names a process of the container: InitProcess or an exec id.
+type ProcessRef struct {
+	ID string `json:"id"`
+}
+
+// Mount is an OCI mount whose bind source, when FromShare is set, is a path
+// relative to ShareMount rather than a host path.
+type CreateRequest struct {
+	ContainerID string `json:"containerId"`
+	// Spec is the bundle's spec with root.path and the sources of shared bind
+	// mounts rewritten to paths relative to the share (see SharedSources).
+	Spec *specs.Spec `json:"spec"`
+	// RootfsShare is root.path relative to ShareMount.
+	RootfsShare string `json:"rootfsShare"`
+	// SharedSources lists the indexes of Spec.Mounts whose Source is relative
+	// to ShareMount (bind mounts of host paths).
+	SharedSources []int `json:"sharedSources,omitempty"`
+	// Stdin says whether the init process's stdin will be attached; if not it
+	// reads /dev/null.
+	Stdin bool `json:"stdin"`
+}
+
+// CreateResponse returns the guest pid of the container's init.
+type CreateResponse struct {
+	Pid int `json:"pid"`
+}
+
+// ExecRequest starts another process in the running container.
+type ExecRequest struct {
+	ID      string         `json:"id"`
+	Process *specs.Process `json:"process"`
+	Stdin   bool           `json:"stdin"`
+}
+
+// ExecResponse returns the guest pid of the exec'd process.
+type ExecResponse struct {
+	Pid int `json:"pid"`
+}
+
+// SignalRequest delivers Signal to the process, or with All to every process
+// of the container.
+type SignalRequest struct {
+	ID     string `json:"id"`
+	Signal int    `json:"signal"`
+	All    bool   `json:"all,omitempty"`
+}
+
+// WaitResponse is the exit of a process. ExitCode follows the shell's
+// convention: 128+N when signal N killed it.
+type WaitResponse struct {
+	ExitCode int `json:"exitCode"`
+	Signal   int `json:"signal,omitempty"`
+}
+
+// ResizeRequest sets a terminal process's window size.
+type ResizeRequest struct {
+	ID   string `json:"id"`
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// PsProcess is one process as seen in the guest.
+type PsProcess struct {
+	Pid  int    `json:"pid"`
+	PPid int    `json:"ppid"`
+	UID  int    `json:"uid"`
+	Cmd  string `json:"cmd"`
+	// Exec is the exec id (or InitProcess) when the process is one the agent
+	// started, empty otherwise.
+	Exec string `json:"exec,omitempty"`
+}
+
+// PsResponse lists the container's processes.
+type PsResponse struct {
+	Processes []PsProcess `json:"processes"`
+}
+
+// StatsResponse carries the container's cgroup figures, named as runc's
+// events --stats JSON names them.
+type StatsResponse struct {
+	CPUUsageTotal  uint64 `json:"cpuUsageTotal"`  // ns
+	CPUUsageUser   uint64 `json:"cpuUsageUser"`   // ns
+	CPUUsageKernel uint64 `json:"cpuUsageKernel"` // ns
+	MemoryUsage    uint64 `json:"memoryUsage"`    // bytes
+	MemoryLimit    uint64 `json:"memoryLimit"`    // bytes, 0 if unlimited
+	MemoryMaxUsage uint64 `json:"memoryMaxUsage"`
+	PidsCurrent    uint64 `json:"pidsCurrent"`
+	PidsLimit      uint64 `json:"pidsLimit"`
+	// MemoryStat is memory.stat of the container's cgroup.
+	MemoryStat map[string]uint64 `json:"memoryStat,omitempty"`
+}
+
+// UpdateRequest changes the container's cgroup resources in the guest.
+type UpdateRequest struct {
+	Resources *specs.LinuxResources `json:"resources"`
+}
+
+// ErrFrameTooLarge is returned for frames longer than MaxFrame.
+var ErrFrameTooLarge = errors.New("protocol: frame too large")
+
+// WriteFrame writes v as one length-prefixed JSON frame.
+func WriteFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("protocol: encode: %w", err)
+	}
+	if len(b) > MaxFrame {
+		return ErrFrameTooLarge
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	_, err = w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame into v. It never allocates more than MaxFrame.
+func ReadFrame(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrame {
+		return ErrFrameTooLarge
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("protocol: decode: %w", err)
+	}
+	return nil
+}
+
+// NewRequest builds a Request for method with params marshalled.
+func NewRequest(method string, params any) (*Request, error) {
+	req := &Request{Version: Version, Method: method}
+	if params != nil {
+		b, err := json.Marshal(params)
+		if err != nil {
+			return nil, fmt.Errorf("protocol: encode %s params: %w", method, err)
+		}
+		req.Params = b
+	}
+	return req, nil
+}
+
+// Reply builds a Response carrying result, or err's text.
+func Reply(result any, err error) *Response {
+	if err != nil {
+		msg := err.Error()
+		if msg == "" {
+			msg = "unknown error"
+		}
+		return &Response{Error: msg}
+	}
+	resp := &Response{}
+	if result != nil {
+		b, merr := json.Marshal(result)
+		if merr != nil {
+			return &Response{Error: "protocol: encode result: " + merr.Error()}
+		}
+		resp.Result = b
+	}
+	return resp
+}
+
+// RemoteError is an error the agent reported.
+type RemoteError struct {
+	Method string
+	Msg    string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Decode returns the response's error, or unmarshals its result into v (which
+// may be nil).
+func (r *Response) Decode(method string, v any) error {
+	if r.Error != "" {
+		return &RemoteError{Method: method, Msg: r.Error}
+	}
+	if v == nil || len(r.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(r.Result, v); err != nil {
+		return fmt.Errorf("protocol: decode %s result: %w", method, err)
+	}
+	return nil
+}

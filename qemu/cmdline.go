@@ -1,0 +1,130 @@
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Names of the sockets and files QEMU keeps in the state directory. Sockets
+// are given to QEMU relative to the state dir (its working directory at
+// launch) so that long state dirs do not overflow sun_path.
+const (
+	AgentSocket = "agent.sock"
+	QMPSocket   = "qmp.sock"
+	PidFile     = "qemu.pid"
+	ConsoleLog  = "console.log"
+)
+
+// VM is everything that shapes one QEMU command line.
+type VM struct {
+	Name         string
+	Binary       string
+	Kernel       string
+	Initrd       string
+	Machine      string // microvm, pc or q35
+	Accel        string // kvm or tcg
+	VCPUs        int
+	MemoryMiB    int
+	TBSizeMiB    int
+	TSCKHz       uint64
+	KernelParams string
+	Debug        bool
+	// StateDir is QEMU's working directory and holds its sockets.
+	StateDir string
+	// ShareDir is exported to the guest over virtio-9p as protocol.ShareTag.
+	ShareDir string
+	ShareTag string
+	// PortName is the virtio-serial port name of the agent channel.
+	PortName string
+}
+
+// transport returns the suffix of virtio device names: microvm has virtio-mmio
+// only, pc and q35 have PCI.
+func (vm *VM) transport() string {
+	if vm.Machine == "microvm" {
+		return "device"
+	}
+	return "pci"
+}
+
+// KernelCmdline is the guest kernel command line.
+func (vm *VM) KernelCmdline() string {
+	p := []string{
+		"console=ttyS0",
+		// No ACPI on microvm: reboot by triple fault, and QEMU's -no-reboot
+		// turns any reboot (or panic) into a QEMU exit.
+		"reboot=t", "panic=-1",
+		"no_timer_check",
+		// QEMU's LAPIC timer runs at 1 GHz; with HZ=100 one tick is 10^7
+		// cycles. Our kernel skips its slow calibration when told.
+		"lapic_timer_period=10000000",
+		"random.trust_cpu=on",
+		"init=/init",
+	}
+	if vm.VCPUs == 1 {
+		p = append(p, "noreplace-smp")
+	}
+	if vm.TSCKHz > 0 {
+		p = append(p, "tsc_early_khz="+strconv.FormatUint(vm.TSCKHz, 10))
+	}
+	if vm.Debug {
+		p = append(p, "kabuto.debug=1")
+	} else {
+		p = append(p, "quiet")
+	}
+	if s := strings.TrimSpace(vm.KernelParams); s != "" {
+		p = append(p, s)
+	}
+	return strings.Join(p, " ")
+}
+
+// Args returns QEMU's arguments (without the binary).
+func (vm *VM) Args() []string {
+	t := vm.transport()
+	machine := vm.Machine
+	switch vm.Machine {
+	case "microvm":
+		machine += ",acpi=off,x-option-roms=off"
+	case "pc", "q35":
+		machine += ",vmport=off"
+	}
+	accel := vm.Accel
+	if vm.Accel == "tcg" && vm.TBSizeMiB > 0 {
+		accel += ",tb-size=" + strconv.Itoa(vm.TBSizeMiB)
+	}
+	cpu := "max"
+	if vm.Accel == "kvm" {
+		cpu = "host"
+	}
+	a := []string{
+		"-name", vm.Name,
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", machine,
+		"-accel", accel,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(vm.VCPUs),
+		"-m", strconv.Itoa(vm.MemoryMiB),
+		"-kernel", vm.Kernel,
+		"-initrd", vm.Initrd,
+		"-append", vm.KernelCmdline(),
+		"-serial", "file:" + filepath.Join(vm.StateDir, ConsoleLog),
+		"-chardev", "socket,id=agent,path=" + AgentSocket + ",server=on,wait=off",
+		"-device", "virtio-serial-" + t + ",max_ports=2",
+		"-device", "virtserialport,chardev=agent,name=" + vm.PortName,
+		"-fsdev", fmt.Sprintf("local,id=share,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.ShareDir)),
+		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
+		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-pidfile", PidFile,
+		"-daemonize",
+	}
+	if vm.Machine != "microvm" {
+		a = append(a, "-bios", "qboot.rom")
+	}
+	return a
+}
+
+// qemuEscape doubles commas, QEMU's option-value escape.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

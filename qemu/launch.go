@@ -1,0 +1,153 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/kabuto-runtime/kabuto/vmstate"
+)
+
+// ErrNotFound is returned when the QEMU binary cannot be found.
+var ErrNotFound = errors.New("qemu binary not found")
+
+// Launch starts QEMU detached (-daemonize) and returns its pid once QEMU has
+// finished initialising: its sockets then exist and accept connections. The
+// caller decides the network namespace by calling Launch from a thread that
+// is in it.
+func Launch(ctx context.Context, vm *VM) (int, error) {
+	bin, err := exec.LookPath(vm.Binary)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", ErrNotFound, vm.Binary)
+	}
+	for _, f := range []struct{ what, path string }{{"guest kernel", vm.Kernel}, {"guest initrd", vm.Initrd}} {
+		if _, err := os.Stat(f.path); err != nil {
+			return 0, fmt.Errorf("%s %s: %w (run `make guest install` or set hypervisor.%s in the configuration)",
+				f.what, f.path, errors.Unwrap(err), strings.Fields(f.what)[1])
+		}
+	}
+	args := vm.Args()
+	if vm.Machine != "microvm" {
+		// -bios is resolved in QEMU's data dir.
+		for i := range args {
+			if args[i] == "qboot.rom" {
+				args[i] = "/usr/share/qemu/qboot.rom"
+			}
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = vm.StateDir
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return 0, fmt.Errorf("qemu failed to start: %s", firstLine(msg))
+	}
+	b, err := os.ReadFile(filepath.Join(vm.StateDir, PidFile))
+	if err != nil {
+		return 0, fmt.Errorf("qemu started but wrote no pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("qemu pid file is malformed: %q", b)
+	}
+	return pid, nil
+}
+
+func firstLine(s string) string {
+	lines := strings.Split(s, "\n")
+	for _, l := range lines {
+		// QEMU prefixes errors with its binary name.
+		if l = strings.TrimSpace(l); l != "" {
+			if i := strings.Index(l, ": "); i > 0 && strings.HasPrefix(l, "qemu-system") {
+				l = l[i+2:]
+			}
+			return l
+		}
+	}
+	return s
+}
+
+// Monitor is a QMP connection to one VM.
+type Monitor struct {
+	mon *qmp.SocketMonitor
+}
+
+// Connect opens the QMP socket of the VM whose state dir is dir.
+func Connect(dir string, timeout time.Duration) (*Monitor, error) {
+	path, release, err := vmstate.SocketPath(dir, QMPSocket)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	mon, err := qmp.NewSocketMonitor("unix", path, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect qmp: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mon.Connect() }()
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		mon.Disconnect()
+		return nil, errors.New("connect qmp: timed out")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect qmp: %w", err)
+	}
+	return &Monitor{mon: mon}, nil
+}
+
+// Close ends the QMP connection.
+func (m *Monitor) Close() error { return m.mon.Disconnect() }
+
+// Execute runs one QMP command and returns its "return" value.
+func (m *Monitor) Execute(command string, args any) (json.RawMessage, error) {
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := m.mon.Run(b)
+	if err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
+	var resp struct {
+		Return json.RawMessage `json:"return"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return nil, fmt.Errorf("qmp %s: %w", command, err)
+	}
+	return resp.Return, nil
+}
+
+// Status returns the VM's run state (running, paused, shutdown, …).
+func (m *Monitor) Status() (string, error) {
+	raw, err := m.Execute("query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return "", err
+	}
+	return st.Status, nil
+}
