@@ -3,9 +3,9 @@ package main
 import "github.com/urfave/cli/v2"
 
 var pauseCommand = &cli.Command{
-	Name:      "pause",
-	Usage:     "pause suspends all processes inside the container",
-	ArgsUsage: "<container-id>",
+	Name:        "pause",
+	Usage:       "pause suspends all processes inside the container",
+	ArgsUsage:   "<container-id>",
 	Description: `The pause command stops the container's VM (its vCPUs stop; memory stays).`,
 	Action: func(c *cli.Context) error {
 		if err := checkArgs(c, 1); err != nil {

@@ -101,4 +101,3 @@ func rawTerminal(fd int) (func(), error) {
 	}
 	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }
-

@@ -310,6 +310,7 @@ func (r *Runtime) vmFor(id, dir string, spec *specs.Spec, accel string) *qemu.VM
 		MemoryMiB:    mem,
 		TBSizeMiB:    hc.TBSizeMiB,
 		TSCKHz:       qemu.HostTSCKHz(),
+		Msize9P:      hc.Msize9P,
 		KernelParams: hc.KernelParams,
 		Debug:        hc.DebugConsole,
 		StateDir:     dir,

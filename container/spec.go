@@ -55,21 +55,41 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	if err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
-	if err := v.CheckAll(); err != nil {
-		return fmt.Errorf("config.json is invalid: %s", flatten(err))
+	// Every check of CheckAll but the JSON schema one, which downloads the
+	// schema from the network.
+	var errs []error
+	for _, check := range []func() error{
+		v.CheckPlatform, v.CheckRoot, v.CheckMandatoryFields, v.CheckSemVer, v.CheckMounts,
+		v.CheckProcess, v.CheckLinux, v.CheckAnnotations, v.CheckHooks,
+	} {
+		err := check()
+		if m, ok := err.(interface{ ErrorOrNil() error }); ok {
+			err = m.ErrorOrNil()
+		}
+		if err != nil {
+			errs = append(errs, errors.New(flatten(err)))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config.json is invalid: %s", flatten(errors.Join(errs...)))
 	}
 	return nil
 }
 
 // flatten turns a multierror into one line.
 func flatten(err error) string {
-	type multi interface{ WrappedErrors() []error }
-	var m multi
-	if errors.As(err, &m) {
-		var parts []string
+	var parts []string
+	switch m := err.(type) {
+	case interface{ WrappedErrors() []error }:
 		for _, e := range m.WrappedErrors() {
-			parts = append(parts, strings.TrimSpace(e.Error()))
+			parts = append(parts, flatten(e))
 		}
+	case interface{ Unwrap() []error }:
+		for _, e := range m.Unwrap() {
+			parts = append(parts, flatten(e))
+		}
+	}
+	if len(parts) > 0 {
 		return strings.Join(parts, "; ")
 	}
 	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")

@@ -9,11 +9,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mount is one cgroup hierarchy mounted on the host.
@@ -34,7 +37,7 @@ func Mounts() ([]Mount, error) {
 	return parseMountinfo(f)
 }
 
-func parseMountinfo(f *os.File) ([]Mount, error) {
+func parseMountinfo(f io.Reader) ([]Mount, error) {
 	var ms []Mount
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
@@ -176,14 +179,28 @@ func mkdirAll(m Mount, path string) ([]string, error) {
 	return created, nil
 }
 
-// Remove deletes the directories Join created, deepest first. Directories
-// still holding tasks or children are left in place.
+// Remove deletes the directories Join created, deepest first. A parent that
+// another container's cgroup still uses stays; the container's own (deepest)
+// directories must go.
 func Remove(dirs []string) error {
 	sorted := append([]string(nil), dirs...)
 	sort.Slice(sorted, func(i, j int) bool { return len(sorted[i]) > len(sorted[j]) })
 	var firstErr error
+	isParent := func(d string) bool {
+		for _, o := range sorted {
+			if strings.HasPrefix(o, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
 	for _, d := range sorted {
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
+		err := os.Remove(d)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		shared := isParent(d) && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.ENOTEMPTY))
+		if !shared && firstErr == nil {
 			firstErr = err
 		}
 	}

@@ -13,7 +13,7 @@ import (
 const (
 	AgentSocket = "agent.sock"
 	QMPSocket   = "qmp.sock"
-	PidFile     = "qemu.pid"
+	LogFile     = "qemu.log"
 	ConsoleLog  = "console.log"
 )
 
@@ -29,6 +29,7 @@ type VM struct {
 	MemoryMiB    int
 	TBSizeMiB    int
 	TSCKHz       uint64
+	Msize9P      int
 	KernelParams string
 	Debug        bool
 	// StateDir is QEMU's working directory and holds its sockets.
@@ -65,6 +66,9 @@ func (vm *VM) KernelCmdline() string {
 	}
 	if vm.VCPUs == 1 {
 		p = append(p, "noreplace-smp")
+	}
+	if vm.Msize9P > 0 {
+		p = append(p, "kabuto.msize="+strconv.Itoa(vm.Msize9P))
 	}
 	if vm.TSCKHz > 0 {
 		p = append(p, "tsc_early_khz="+strconv.FormatUint(vm.TSCKHz, 10))
@@ -117,8 +121,6 @@ func (vm *VM) Args() []string {
 		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
 		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-pidfile", PidFile,
-		"-daemonize",
 	}
 	if vm.Machine != "microvm" {
 		a = append(a, "-bios", "qboot.rom")

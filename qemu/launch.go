@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
@@ -20,19 +19,20 @@ import (
 // ErrNotFound is returned when the QEMU binary cannot be found.
 var ErrNotFound = errors.New("qemu binary not found")
 
-// Launch starts QEMU detached (-daemonize) and returns its pid once QEMU has
-// finished initialising: its sockets then exist and accept connections. The
-// caller decides the network namespace by calling Launch from a thread that
-// is in it.
+// Launch starts QEMU detached (own session, stdio to <state>/qemu.log) and
+// returns its pid once QEMU has created its sockets. QEMU's own -daemonize
+// forks after the seccomp sandbox is in place, which spawn=deny forbids, so
+// kabuto detaches it instead. The caller decides the network namespace by
+// calling Launch from a thread that is in it.
 func Launch(ctx context.Context, vm *VM) (int, error) {
 	bin, err := exec.LookPath(vm.Binary)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, vm.Binary)
 	}
-	for _, f := range []struct{ what, path string }{{"guest kernel", vm.Kernel}, {"guest initrd", vm.Initrd}} {
+	for _, f := range []struct{ what, key, path string }{{"guest kernel", "kernel", vm.Kernel}, {"guest initrd", "initrd", vm.Initrd}} {
 		if _, err := os.Stat(f.path); err != nil {
 			return 0, fmt.Errorf("%s %s: %w (run `make guest install` or set hypervisor.%s in the configuration)",
-				f.what, f.path, errors.Unwrap(err), strings.Fields(f.what)[1])
+				f.what, f.path, errors.Unwrap(err), f.key)
 		}
 	}
 	args := vm.Args()
@@ -44,27 +44,51 @@ func Launch(ctx context.Context, vm *VM) (int, error) {
 			}
 		}
 	}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = vm.StateDir
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return 0, fmt.Errorf("qemu failed to start: %s", firstLine(msg))
-	}
-	b, err := os.ReadFile(filepath.Join(vm.StateDir, PidFile))
+	logPath := filepath.Join(vm.StateDir, LogFile)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("qemu started but wrote no pid file: %w", err)
+		return 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("qemu pid file is malformed: %q", b)
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = vm.StateDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start qemu: %w", err)
 	}
-	return pid, nil
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	fail := func(msg string) (int, error) {
+		cmd.Process.Kill()
+		<-exited
+		if b, _ := os.ReadFile(logPath); len(strings.TrimSpace(string(b))) > 0 {
+			msg = firstLine(string(b))
+		}
+		return 0, fmt.Errorf("qemu failed to start: %s", msg)
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-exited:
+			return fail("it exited at once")
+		case <-ctx.Done():
+			return fail("it did not create its sockets in time")
+		case <-tick.C:
+		}
+		if exists(filepath.Join(vm.StateDir, AgentSocket)) && exists(filepath.Join(vm.StateDir, QMPSocket)) {
+			return cmd.Process.Pid, nil
+		}
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func firstLine(s string) string {

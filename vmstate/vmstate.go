@@ -359,7 +359,6 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // IsNotExist reports whether err means the container is unknown.
 func IsNotExist(err error) bool { return errors.Is(err, ErrNotExist) }
 
-
 // maxSunPath is the usable length of a unix socket path (sun_path less NUL).
 const maxSunPath = 107
 

@@ -1,0 +1,158 @@
+// Package agent is kabuto-agent, PID 1 of every kabuto guest. It sets the
+// guest up, serves the host's requests on the virtio-serial channel
+// (protocol package), builds the container from its OCI spec and runs,
+// watches and reaps its processes. Guest only: nothing here runs on the host.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/protocol"
+)
+
+// debug is set by kabuto.debug=1 on the kernel command line.
+var debug bool
+
+func logf(format string, args ...any) {
+	if debug {
+		fmt.Fprintf(os.Stderr, "kabuto-agent: "+format+"\n", args...)
+	}
+}
+
+// switchRoot moves the agent off the initramfs onto a tmpfs root. pivot_root
+// refuses to move away from the initramfs (it has no parent mount), and every
+// container needs pivot_root; a tmpfs mounted over it and moved to "/" has
+// one. The agent binary stays on the initramfs, reachable as /proc/self/exe.
+func switchRoot() error {
+	if err := os.MkdirAll("/newroot", 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", "/newroot", "tmpfs", 0, "mode=755,size=16m"); err != nil {
+		return fmt.Errorf("mount root tmpfs: %w", err)
+	}
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "etc"} {
+		if err := os.Mkdir(filepath.Join("/newroot", d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Chdir("/newroot"); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
+}
+
+type mnt struct {
+	src, dst, fstype string
+	flags            uintptr
+	data             string
+}
+
+// setupGuest mounts what the agent and containers need.
+func setupGuest() error {
+	if err := switchRoot(); err != nil {
+		return err
+	}
+	const nse = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	for _, m := range []mnt{
+		{"proc", "/proc", "proc", nse, ""},
+		{"sysfs", "/sys", "sysfs", nse, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", nse, ""},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
+		{"tmpfs", "/dev/shm", "tmpfs", nse, "mode=1777"},
+	} {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount %s: %w", m.dst, err)
+		}
+	}
+	os.Remove("/dev/ptmx")
+	if err := os.Symlink("pts/ptmx", "/dev/ptmx"); err != nil {
+		return err
+	}
+	os.WriteFile("/etc/hostname", []byte("kabuto\n"), 0o644)
+	return loopbackUp()
+}
+
+// loopbackUp brings lo up (SIOCSIFFLAGS; the guest has no ip tool).
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// findPort returns the device of the virtio-serial port named name.
+func findPort(name string) (string, error) {
+	ents, err := os.ReadDir("/sys/class/virtio-ports")
+	if err != nil {
+		return "", fmt.Errorf("no virtio-serial ports: %w", err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/sys/class/virtio-ports", e.Name(), "name"))
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + e.Name(), nil
+		}
+	}
+	return "", fmt.Errorf("virtio-serial port %q not found", name)
+}
+
+// mountShare mounts the host's 9p share once.
+var shareMounted bool
+
+func mountShare(msize int) error {
+	if shareMounted {
+		return nil
+	}
+	if err := os.MkdirAll(protocol.ShareMount, 0o755); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("trans=virtio,version=9p2000.L,msize=%d,cache=mmap,access=client,posixacl", msize)
+	err := unix.Mount(protocol.ShareTag, protocol.ShareMount, "9p", unix.MS_NODEV, opts)
+	if errors.Is(err, unix.EINVAL) {
+		opts = strings.TrimSuffix(opts, ",posixacl")
+		err = unix.Mount(protocol.ShareTag, protocol.ShareMount, "9p", unix.MS_NODEV, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("mount 9p share: %w", err)
+	}
+	shareMounted = true
+	return nil
+}
+
+// cmdline returns the value of key=value on the kernel command line.
+func cmdline(key string) string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

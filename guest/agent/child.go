@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// A container process is this binary re-executed in one of two child modes.
+// fds: 3 config (JSON, read to EOF), 4 status (lines to the agent), 5 start
+// (one byte = go), 6 console socket (the pty master goes back through it).
+const (
+	childInitArg = "container-init"
+	childExecArg = "container-exec"
+
+	fdConfig  = 3
+	fdStatus  = 4
+	fdStart   = 5
+	fdConsole = 6
+)
+
+// childConfig is what the agent tells a child.
+type childConfig struct {
+	Spec    *specs.Spec    `json:"spec,omitempty"` // init only
+	Process *specs.Process `json:"process"`
+	Rootfs  string         `json:"rootfs,omitempty"` // init only
+	NoPivot bool           `json:"noPivot,omitempty"`
+	// NewCgroupNS: unshare the cgroup namespace once in the cgroup.
+	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+	// stdinWanted: the agent gives the child a stdin pipe (agent side only).
+	stdinWanted bool
+}
+
+// childMain runs in the child; it never returns: it execs or exits.
+func childMain(mode string) {
+	runtime.LockOSThread()
+	status := os.NewFile(fdStatus, "status")
+	fail := func(err error) {
+		fmt.Fprintf(status, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		os.Exit(1)
+	}
+	var cfg childConfig
+	if err := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg); err != nil {
+		fail(fmt.Errorf("read container config: %w", err))
+	}
+	for fd := fdConfig; fd <= fdConsole; fd++ {
+		unix.CloseOnExec(fd)
+	}
+	path, err := prepareChild(mode, &cfg)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Fprintln(status, "ready")
+	var b [1]byte
+	if n, _ := os.NewFile(fdStart, "start").Read(b[:]); n != 1 {
+		os.Exit(1)
+	}
+	if err := finalizeChild(&cfg); err != nil {
+		fail(err)
+	}
+	unix.Close(fdConfig)
+	unix.Close(fdStart)
+	unix.Close(fdConsole)
+	// The status fd is close-on-exec: EOF tells the agent the exec happened.
+	err = unix.Exec(path, cfg.Process.Args, cfg.Process.Env)
+	fail(fmt.Errorf("exec %q: %w", cfg.Process.Args[0], err))
+}
+
+// prepareChild does everything that must happen before the start signal,
+// and resolves the executable (a missing one fails create, as with runc).
+func prepareChild(mode string, cfg *childConfig) (string, error) {
+	p := cfg.Process
+	if p == nil || len(p.Args) == 0 {
+		return "", errors.New("no process to run")
+	}
+	if _, err := unix.Setsid(); err != nil {
+		return "", fmt.Errorf("setsid: %w", err)
+	}
+	if mode == childInitArg {
+		if cfg.NewCgroupNS {
+			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+				return "", fmt.Errorf("unshare cgroup namespace: %w", err)
+			}
+		}
+		if err := setupRootfs(cfg.Spec, cfg.Rootfs, cfg.NoPivot); err != nil {
+			return "", err
+		}
+		if err := setupUTSAndSysctl(cfg.Spec); err != nil {
+			return "", err
+		}
+	}
+	if p.Terminal {
+		if err := setupConsole(); err != nil {
+			return "", err
+		}
+	}
+	if err := setRlimits(p.Rlimits); err != nil {
+		return "", err
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return "", fmt.Errorf("set oom_score_adj: %w", err)
+		}
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return "", fmt.Errorf("create cwd %s: %w", cwd, err)
+	}
+	if err := unix.Chdir(cwd); err != nil {
+		return "", fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, err)
+	}
+	return lookPath(p.Args[0], p.Env)
+}
+
+// finalizeChild drops to the process's identity and privileges.
+func finalizeChild(cfg *childConfig) error {
+	p := cfg.Process
+	if p.User.Umask != nil {
+		unix.Umask(int(*p.User.Umask))
+	} else {
+		unix.Umask(0o022)
+	}
+	caps := p.Capabilities
+	if caps != nil {
+		if err := dropBounding(caps.Bounding); err != nil {
+			return err
+		}
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if err := setUser(p.User); err != nil {
+		return err
+	}
+	if caps != nil {
+		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+			return err
+		}
+		if err := applyCaps(caps); err != nil {
+			return err
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	return nil
+}
+
+func setUser(u specs.User) error {
+	gids := make([]int, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		gids = append(gids, int(g))
+	}
+	if err := unix.Setgroups(gids); err != nil && !(errors.Is(err, unix.EPERM) && len(gids) == 0) {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+	return nil
+}
+
+// setupConsole opens a pty inside the container, sends its master to the
+// agent and makes the slave the controlling terminal and stdio.
+func setupConsole() error {
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/ptmx in the container: %w", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		return fmt.Errorf("unlockpt: %w", err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("ptsname: %w", err)
+	}
+	slavePath := "/dev/pts/" + strconv.Itoa(n)
+	slave, err := unix.Open(slavePath, unix.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", slavePath, err)
+	}
+	rights := unix.UnixRights(int(master.Fd()))
+	if err := unix.Sendmsg(fdConsole, []byte("pty"), rights, nil, 0); err != nil {
+		return fmt.Errorf("send pty master: %w", err)
+	}
+	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("set controlling terminal: %w", err)
+	}
+	for fd := 0; fd < 3; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return err
+		}
+	}
+	if slave > 2 {
+		unix.Close(slave)
+	}
+	return nil
+}
+
+// lookPath resolves file against PATH from env, as execvp would.
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := checkExecutable(file); err != nil {
+			return "", fmt.Errorf("exec: %q: %w", file, err)
+		}
+		return file, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s is a directory", p)
+	}
+	if fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s: permission denied", p)
+	}
+	return nil
+}
+
+var rlimitNames = map[string]int{
+	"RLIMIT_CPU": unix.RLIMIT_CPU, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_DATA": unix.RLIMIT_DATA,
+	"RLIMIT_STACK": unix.RLIMIT_STACK, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+}
+
+func setRlimits(rls []specs.POSIXRlimit) error {
+	for _, rl := range rls {
+		res, ok := rlimitNames[rl.Type]
+		if !ok {
+			return fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
+		}
+	}
+	return nil
+}
+
+func setupUTSAndSysctl(spec *specs.Spec) error {
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("set domainname: %w", err)
+		}
+	}
+	if spec.Linux != nil {
+		for k, v := range spec.Linux.Sysctl {
+			if k == "" || strings.Contains(k, "..") || strings.HasPrefix(k, "/") {
+				return fmt.Errorf("invalid sysctl %q", k)
+			}
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// readStatus reads one status line from a child.
+func readStatus(r *bufio.Reader) error {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return errors.New("the container process exited during setup")
+	}
+	line = strings.TrimSpace(line)
+	if line == "ready" {
+		return nil
+	}
+	if msg, ok := strings.CutPrefix(line, "error: "); ok {
+		return errors.New(msg)
+	}
+	return fmt.Errorf("unexpected status %q from the container process", line)
+}
