@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -196,6 +197,12 @@ func Remove(dirs []string) error {
 	}
 	for _, d := range sorted {
 		err := os.Remove(d)
+		// An exited process stays in its cgroup until it is reaped, and
+		// QEMU's reaper is whoever our caller is: give it a moment.
+		for try := 0; errors.Is(err, unix.EBUSY) && !isParent(d) && try < 200; try++ {
+			time.Sleep(10 * time.Millisecond)
+			err = os.Remove(d)
+		}
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			continue
 		}
