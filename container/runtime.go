@@ -166,6 +166,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		u.add(func() { netns.Remove(netnsPath) })
 	}
 	st.NetNS = netnsPath
+	// Cgroups are joined further down; undo them only after the processes
+	// in them are gone (undo runs last-added first).
+	u.add(func() { hostcgroup.Remove(st.Cgroups) })
 
 	vm := r.vmFor(o.ID, h.Dir, spec, accel.Name)
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -208,11 +211,8 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		return nil, fmt.Errorf("start shim: %w", err)
 	}
 
-	cgErr := r.joinCgroup(spec, o.ID, st, qpid, shimCmd.Process.Pid)
-	dirs := st.Cgroups
-	u.add(func() { hostcgroup.Remove(dirs) })
-	if cgErr != nil {
-		return nil, cgErr
+	if err := r.joinCgroup(spec, o.ID, st, qpid, shimCmd.Process.Pid); err != nil {
+		return nil, err
 	}
 	if err := h.Save(st); err != nil {
 		return nil, err

@@ -315,3 +315,7 @@ func init() {
 }
 
 var extraLeakChecks []func(t *testing.T)
+
+func specsBind(src, dst string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rw"}}
+}
