@@ -79,7 +79,7 @@ func Default() *Config {
 			MaxVCPUs:    4,
 			MemoryMiB:   128,
 			Accel:       "auto",
-			Msize9P:     512 * 1024,
+			Msize9P:     512000,
 		},
 		Agent: Agent{
 			StartTimeoutSeconds:   60,

@@ -152,7 +152,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	}
 
 	// Host side of the share: the rootfs and every bind source, under one dir.
-	req, err := r.prepareShare(h.Dir, spec, rootfs, bundle, st, &u)
+	req, err := r.prepareShare(h.Dir, spec, rootfs, bundle, o.NoPivot, st, &u)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,7 @@ const shareDirName = "shared"
 
 // prepareShare bind-mounts the rootfs and every bind source into the share
 // and returns the create request carrying the spec rewritten for the guest.
-func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle string, st *vmstate.State, u *undo) (*protocol.CreateRequest, error) {
+func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle string, noPivot bool, st *vmstate.State, u *undo) (*protocol.CreateRequest, error) {
 	share := filepath.Join(dir, shareDirName)
 	if err := os.Mkdir(share, 0o700); err != nil {
 		return nil, err
@@ -48,6 +48,7 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		Spec:        guestSpec,
 		RootfsShare: "rootfs",
 		Stdin:       stdinIsUsable() || spec.Process.Terminal,
+		NoPivot:     noPivot,
 	}
 	for i, m := range spec.Mounts {
 		if !isBind(m) {

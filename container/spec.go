@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/blang/semver"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/validate"
 )
@@ -55,13 +56,18 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	if err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
-	// Every check of CheckAll but two: the JSON schema one downloads the
-	// schema from the network, and the root one insists that root.path lies
+	// Every check of CheckAll but three: the JSON schema one downloads the
+	// schema from the network; the root one insists that root.path lies
 	// inside the bundle, which docker's and podman's bundles never do (their
-	// rootfs is an overlay mount elsewhere); RootfsPath checks the root.
+	// rootfs is an overlay mount elsewhere; RootfsPath checks the root); the
+	// semver one accepts only the exact spec version runtime-tools was built
+	// for, and every client sends another 1.x (checkVersion instead).
 	var errs []error
+	if err := checkVersion(spec.Version); err != nil {
+		errs = append(errs, err)
+	}
 	for _, check := range []func() error{
-		v.CheckPlatform, v.CheckMandatoryFields, v.CheckSemVer, v.CheckMounts,
+		v.CheckPlatform, v.CheckMandatoryFields, v.CheckMounts,
 		v.CheckProcess, v.CheckLinux, v.CheckAnnotations, v.CheckHooks,
 	} {
 		err := check()
@@ -74,6 +80,17 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config.json is invalid: %s", flatten(errors.Join(errs...)))
+	}
+	return nil
+}
+
+// checkVersion accepts any 1.x spec version (SemVer, possibly -dev).
+func checkVersion(v string) error {
+	if _, err := semver.Parse(v); err != nil {
+		return fmt.Errorf("ociVersion %q is not valid SemVer: %v", v, err)
+	}
+	if !strings.HasPrefix(v, "1.") {
+		return fmt.Errorf("ociVersion %s is not supported: kabuto implements runtime spec %s", v, specs.Version)
 	}
 	return nil
 }

@@ -106,6 +106,9 @@ type CreateRequest struct {
 	// Stdin says whether the init process's stdin will be attached; if not it
 	// reads /dev/null.
 	Stdin bool `json:"stdin"`
+	// NoPivot asks for MS_MOVE and chroot instead of pivot_root (runc's
+	// --no-pivot).
+	NoPivot bool `json:"noPivot,omitempty"`
 }
 
 // CreateResponse returns the guest pid of the container's init.

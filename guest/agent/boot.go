@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -41,6 +42,9 @@ func switchRoot() error {
 			return err
 		}
 	}
+	if err := os.Chmod("/newroot/tmp", 0o1777); err != nil {
+		return err
+	}
 	if err := unix.Chdir("/newroot"); err != nil {
 		return err
 	}
@@ -59,22 +63,41 @@ type mnt struct {
 	data             string
 }
 
-// setupGuest mounts what the agent and containers need.
-func setupGuest() error {
+// earlySetup mounts what the agent needs to find its channel to the host.
+// It is on the boot's critical path: keep it short.
+func earlySetup() error {
 	if err := switchRoot(); err != nil {
 		return err
 	}
 	const nse = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	for _, m := range []mnt{
+	return mountAll([]mnt{
 		{"proc", "/proc", "proc", nse, ""},
 		{"sysfs", "/sys", "sysfs", nse, ""},
 		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+	})
+}
+
+// lateSetup prepares the rest of the guest for a container while the agent
+// already answers the host.
+func lateSetup() error {
+	const nse = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := mountAll([]mnt{
 		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
 		{"cgroup2", "/sys/fs/cgroup", "cgroup2", nse, ""},
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"},
 		{"tmpfs", "/dev/shm", "tmpfs", nse, "mode=1777"},
-	} {
+	}); err != nil {
+		return err
+	}
+	os.Remove("/dev/ptmx")
+	if err := os.Symlink("pts/ptmx", "/dev/ptmx"); err != nil {
+		return err
+	}
+	return loopbackUp()
+}
+
+func mountAll(ms []mnt) error {
+	for _, m := range ms {
 		if err := os.MkdirAll(m.dst, 0o755); err != nil {
 			return err
 		}
@@ -82,12 +105,7 @@ func setupGuest() error {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
-	os.Remove("/dev/ptmx")
-	if err := os.Symlink("pts/ptmx", "/dev/ptmx"); err != nil {
-		return err
-	}
-	os.WriteFile("/etc/hostname", []byte("kabuto\n"), 0o644)
-	return loopbackUp()
+	return nil
 }
 
 // loopbackUp brings lo up (SIOCSIFFLAGS; the guest has no ip tool).
@@ -108,19 +126,33 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// findPort returns the device of the virtio-serial port named name.
-func findPort(name string) (string, error) {
-	ents, err := os.ReadDir("/sys/class/virtio-ports")
-	if err != nil {
-		return "", fmt.Errorf("no virtio-serial ports: %w", err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/sys/class/virtio-ports", e.Name(), "name"))
-		if err == nil && strings.TrimSpace(string(b)) == name {
-			return "/dev/" + e.Name(), nil
+// findPort returns the device of the virtio-serial port named name. QEMU
+// names ports with a control message that may trail the device's probe.
+func findPort(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ents, _ := os.ReadDir("/sys/class/virtio-ports")
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join("/sys/class/virtio-ports", e.Name(), "name"))
+			if err == nil && strings.TrimSpace(string(b)) == name {
+				return "/dev/" + e.Name(), nil
+			}
 		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("virtio-serial port %q not found", name)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	return "", fmt.Errorf("virtio-serial port %q not found", name)
+}
+
+// uptime is the kernel's /proc/uptime, for boot timing logs.
+func uptime() string {
+	b, _ := os.ReadFile("/proc/uptime")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
 }
 
 // mountShare mounts the host's 9p share once.

@@ -22,18 +22,45 @@ var capNames = map[string]int{
 	"CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
 }
 
-// capSet turns capability names into a bit mask; names the kernel does not
-// know are reported (the host validated them against the spec).
-func capSet(names []string) (uint64, error) {
-	var m uint64
+// capMasks are the five capability sets of a process as bit masks.
+type capMasks struct {
+	bounding, effective, permitted, inheritable, ambient uint64
+}
+
+// capMask turns capability names into a bit mask of the capabilities up to
+// last (the kernel's cap_last_cap). Names it does not know, or that this
+// kernel lacks, are returned apart: runc warns about them and carries on.
+func capMask(names []string, last int) (mask uint64, unknown []string) {
 	for _, n := range names {
 		c, ok := capNames[strings.ToUpper(n)]
-		if !ok {
-			return 0, fmt.Errorf("unknown capability %q", n)
+		if !ok || c > last {
+			unknown = append(unknown, n)
+			continue
 		}
-		m |= 1 << uint(c)
+		mask |= 1 << uint(c)
 	}
-	return m, nil
+	return mask, unknown
+}
+
+// resolveCaps computes the masks of c and the names it had to skip.
+func resolveCaps(c *specs.LinuxCapabilities, last int) (capMasks, []string) {
+	var m capMasks
+	var unknown []string
+	seen := map[string]bool{}
+	for _, set := range []struct {
+		dst   *uint64
+		names []string
+	}{{&m.bounding, c.Bounding}, {&m.effective, c.Effective}, {&m.permitted, c.Permitted}, {&m.inheritable, c.Inheritable}, {&m.ambient, c.Ambient}} {
+		mask, bad := capMask(set.names, last)
+		*set.dst = mask
+		for _, b := range bad {
+			if !seen[b] {
+				seen[b] = true
+				unknown = append(unknown, b)
+			}
+		}
+	}
+	return m, unknown
 }
 
 func lastCap() int {
@@ -48,13 +75,9 @@ func lastCap() int {
 	return n
 }
 
-// dropBounding removes every capability not in names from the bounding set.
-func dropBounding(names []string) error {
-	keep, err := capSet(names)
-	if err != nil {
-		return err
-	}
-	for c := 0; c <= lastCap(); c++ {
+// dropBounding removes every capability not in keep from the bounding set.
+func dropBounding(keep uint64, last int) error {
+	for c := 0; c <= last; c++ {
 		if keep&(1<<uint(c)) != 0 {
 			continue
 		}
@@ -67,27 +90,11 @@ func dropBounding(names []string) error {
 
 // applyCaps sets the effective, permitted and inheritable sets, then the
 // ambient set, of the calling thread (the one that will exec).
-func applyCaps(c *specs.LinuxCapabilities) error {
-	eff, err := capSet(c.Effective)
-	if err != nil {
-		return err
-	}
-	perm, err := capSet(c.Permitted)
-	if err != nil {
-		return err
-	}
-	inh, err := capSet(c.Inheritable)
-	if err != nil {
-		return err
-	}
-	amb, err := capSet(c.Ambient)
-	if err != nil {
-		return err
-	}
+func applyCaps(m capMasks) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{
-		{Effective: uint32(eff), Permitted: uint32(perm), Inheritable: uint32(inh)},
-		{Effective: uint32(eff >> 32), Permitted: uint32(perm >> 32), Inheritable: uint32(inh >> 32)},
+		{Effective: uint32(m.effective), Permitted: uint32(m.permitted), Inheritable: uint32(m.inheritable)},
+		{Effective: uint32(m.effective >> 32), Permitted: uint32(m.permitted >> 32), Inheritable: uint32(m.inheritable >> 32)},
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
@@ -96,7 +103,7 @@ func applyCaps(c *specs.LinuxCapabilities) error {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
 	for i := 0; i < 64; i++ {
-		if amb&(1<<uint(i)) == 0 {
+		if m.ambient&(1<<uint(i)) == 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(i), 0, 0); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -23,14 +24,15 @@ const (
 )
 
 // makeContainerCgroup creates the container's cgroup with every available
-// controller enabled for it.
+// controller enabled for it (one by one: one that cannot be enabled must not
+// keep the others off).
 func makeContainerCgroup() (string, error) {
 	if b, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		var enable []string
 		for _, c := range strings.Fields(string(b)) {
-			enable = append(enable, "+"+c)
+			if err := writeCgroupFile(filepath.Join(cgroupRoot, "cgroup.subtree_control"), "+"+c); err != nil {
+				logf("enable cgroup controller %s: %v", c, err)
+			}
 		}
-		os.WriteFile(filepath.Join(cgroupRoot, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0)
 	}
 	if err := os.Mkdir(containerCgroup, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("create container cgroup: %w", err)
@@ -38,8 +40,21 @@ func makeContainerCgroup() (string, error) {
 	return containerCgroup, nil
 }
 
+// writeCgroupFile writes an existing cgroup file (never creates one).
+func writeCgroupFile(path, val string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 func joinCgroup(cg string, pid int) error {
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+	if err := writeCgroupFile(filepath.Join(cg, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
 		return fmt.Errorf("join container cgroup: %w", err)
 	}
 	return nil
@@ -60,52 +75,67 @@ func cpuWeight(shares uint64) uint64 {
 	return 1 + ((shares-2)*9999)/262142
 }
 
-// applyResources writes the spec's limits to the cgroup. Zero or absent
-// fields leave a setting as it is; files the guest kernel lacks are skipped.
-func applyResources(cg string, r *specs.LinuxResources) error {
+// swapMax converts the OCI memory.swap (memory+swap, cgroup v1 style) to
+// cgroup v2 memory.swap.max (swap alone), as runc does. ok is false when
+// nothing is to be written.
+func swapMax(swap, limit int64) (val string, ok bool, err error) {
+	switch {
+	case swap == 0:
+		return "", false, nil
+	case swap == -1:
+		return "max", true, nil
+	case swap < -1:
+		return "", false, fmt.Errorf("invalid memory swap limit %d", swap)
+	case limit == 0 || limit == -1:
+		return "", false, errors.New("cannot set a swap limit without a memory limit")
+	case swap < limit:
+		return "", false, fmt.Errorf("memory+swap limit (%d) must be at least the memory limit (%d)", swap, limit)
+	}
+	return strconv.FormatInt(swap-limit, 10), true, nil
+}
+
+// cgroupLimit formats a limit where -1 (any negative) means none.
+func cgroupLimit(v int64) string {
+	if v < 0 {
+		return "max"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// cgroupWrite is one cgroup file to set.
+type cgroupWrite struct{ file, val string }
+
+// resourceWrites turns OCI resources into cgroup v2 file writes. Zero or
+// absent fields leave a setting unchanged.
+func resourceWrites(r *specs.LinuxResources) ([]cgroupWrite, error) {
+	var w []cgroupWrite
 	if r == nil {
-		return nil
-	}
-	set := func(file, val string) error {
-		err := os.WriteFile(filepath.Join(cg, file), []byte(val), 0)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("set %s to %s: %w", file, val, err)
-		}
-		return nil
-	}
-	limit := func(v int64) string {
-		if v < 0 {
-			return "max"
-		}
-		return strconv.FormatInt(v, 10)
+		return nil, nil
 	}
 	if m := r.Memory; m != nil {
-		if m.Limit != nil && *m.Limit != 0 {
-			if err := set("memory.max", limit(*m.Limit)); err != nil {
-				return err
-			}
+		var limit int64
+		if m.Limit != nil {
+			limit = *m.Limit
+		}
+		if limit != 0 {
+			w = append(w, cgroupWrite{"memory.max", cgroupLimit(limit)})
 		}
 		if m.Reservation != nil && *m.Reservation != 0 {
-			if err := set("memory.low", limit(*m.Reservation)); err != nil {
-				return err
-			}
+			w = append(w, cgroupWrite{"memory.low", cgroupLimit(*m.Reservation)})
 		}
-		if m.Swap != nil && *m.Swap != 0 {
-			// v1 swap is memory+swap; v2 counts swap alone.
-			swap := *m.Swap
-			if swap > 0 && m.Limit != nil && *m.Limit > 0 {
-				swap -= *m.Limit
+		if m.Swap != nil {
+			v, ok, err := swapMax(*m.Swap, limit)
+			if err != nil {
+				return nil, err
 			}
-			if err := set("memory.swap.max", limit(swap)); err != nil {
-				return err
+			if ok {
+				w = append(w, cgroupWrite{"memory.swap.max", v})
 			}
 		}
 	}
 	if c := r.CPU; c != nil {
 		if c.Shares != nil && *c.Shares != 0 {
-			if err := set("cpu.weight", strconv.FormatUint(cpuWeight(*c.Shares), 10)); err != nil {
-				return err
-			}
+			w = append(w, cgroupWrite{"cpu.weight", strconv.FormatUint(cpuWeight(*c.Shares), 10)})
 		}
 		if c.Quota != nil && *c.Quota != 0 || c.Period != nil && *c.Period != 0 {
 			quota, period := "max", uint64(100000)
@@ -115,24 +145,47 @@ func applyResources(cg string, r *specs.LinuxResources) error {
 			if c.Period != nil && *c.Period != 0 {
 				period = *c.Period
 			}
-			if err := set("cpu.max", fmt.Sprintf("%s %d", quota, period)); err != nil {
-				return err
-			}
+			w = append(w, cgroupWrite{"cpu.max", fmt.Sprintf("%s %d", quota, period)})
 		}
 		if c.Cpus != "" {
-			if err := set("cpuset.cpus", c.Cpus); err != nil {
-				return err
-			}
+			w = append(w, cgroupWrite{"cpuset.cpus", c.Cpus})
 		}
 		if c.Mems != "" {
-			if err := set("cpuset.mems", c.Mems); err != nil {
-				return err
-			}
+			w = append(w, cgroupWrite{"cpuset.mems", c.Mems})
 		}
 	}
 	if p := r.Pids; p != nil && p.Limit != 0 {
-		if err := set("pids.max", limit(p.Limit)); err != nil {
-			return err
+		w = append(w, cgroupWrite{"pids.max", cgroupLimit(p.Limit)})
+	}
+	keys := make([]string, 0, len(r.Unified))
+	for k := range r.Unified {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "/\x00") || k == "." || k == ".." {
+			return nil, fmt.Errorf("invalid unified cgroup key %q", k)
+		}
+		w = append(w, cgroupWrite{k, r.Unified[k]})
+	}
+	return w, nil
+}
+
+// applyResources writes the spec's limits to the cgroup. Files the guest
+// kernel lacks (a controller it was built without) are skipped.
+func applyResources(cg string, r *specs.LinuxResources) error {
+	writes, err := resourceWrites(r)
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		err := writeCgroupFile(filepath.Join(cg, w.file), w.val)
+		if errors.Is(err, os.ErrNotExist) {
+			logf("cgroup file %s missing, %s not applied", w.file, w.val)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("set %s to %s: %w", w.file, w.val, err)
 		}
 	}
 	return nil
@@ -143,7 +196,7 @@ func freeze(cg string, on bool) error {
 	if on {
 		v = "1"
 	}
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.freeze"), []byte(v), 0); err != nil {
+	if err := writeCgroupFile(filepath.Join(cg, "cgroup.freeze"), v); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -52,19 +52,25 @@ func childMain(mode string) {
 	if err := json.NewDecoder(os.NewFile(fdConfig, "config")).Decode(&cfg); err != nil {
 		fail(fmt.Errorf("read container config: %w", err))
 	}
-	for fd := fdConfig; fd <= fdConsole; fd++ {
-		unix.CloseOnExec(fd)
-	}
+	closeExtraFdsOnExec()
 	path, err := prepareChild(mode, &cfg)
 	if err != nil {
 		fail(err)
+	}
+	var caps *capMasks
+	if c := cfg.Process.Capabilities; c != nil {
+		m, unknown := resolveCaps(c, lastCap())
+		for _, u := range unknown {
+			fmt.Fprintf(status, "warning: unknown capability %q ignored\n", u)
+		}
+		caps = &m
 	}
 	fmt.Fprintln(status, "ready")
 	var b [1]byte
 	if n, _ := os.NewFile(fdStart, "start").Read(b[:]); n != 1 {
 		os.Exit(1)
 	}
-	if err := finalizeChild(&cfg); err != nil {
+	if err := finalizeChild(&cfg, caps); err != nil {
 		fail(err)
 	}
 	unix.Close(fdConfig)
@@ -73,6 +79,23 @@ func childMain(mode string) {
 	// The status fd is close-on-exec: EOF tells the agent the exec happened.
 	err = unix.Exec(path, cfg.Process.Args, cfg.Process.Env)
 	fail(fmt.Errorf("exec %q: %w", cfg.Process.Args[0], err))
+}
+
+// closeExtraFdsOnExec keeps every fd above stdio (the agent's pipes, the
+// nsenter sync fd, anything the Go runtime opened) out of the container.
+func closeExtraFdsOnExec() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		for fd := 3; fd < 64; fd++ {
+			unix.CloseOnExec(fd)
+		}
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 // prepareChild does everything that must happen before the start signal,
@@ -115,9 +138,6 @@ func prepareChild(mode string, cfg *childConfig) (string, error) {
 	if cwd == "" {
 		cwd = "/"
 	}
-	if err := os.MkdirAll(cwd, 0o755); err != nil {
-		return "", fmt.Errorf("create cwd %s: %w", cwd, err)
-	}
 	if err := unix.Chdir(cwd); err != nil {
 		return "", fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", cwd, err)
 	}
@@ -125,16 +145,16 @@ func prepareChild(mode string, cfg *childConfig) (string, error) {
 }
 
 // finalizeChild drops to the process's identity and privileges.
-func finalizeChild(cfg *childConfig) error {
+func finalizeChild(cfg *childConfig, caps *capMasks) error {
 	p := cfg.Process
 	if p.User.Umask != nil {
 		unix.Umask(int(*p.User.Umask))
 	} else {
 		unix.Umask(0o022)
 	}
-	caps := p.Capabilities
+	last := lastCap()
 	if caps != nil {
-		if err := dropBounding(caps.Bounding); err != nil {
+		if err := dropBounding(caps.bounding, last); err != nil {
 			return err
 		}
 		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
@@ -148,7 +168,7 @@ func finalizeChild(cfg *childConfig) error {
 		if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 			return err
 		}
-		if err := applyCaps(caps); err != nil {
+		if err := applyCaps(*caps); err != nil {
 			return err
 		}
 	}
@@ -302,9 +322,13 @@ func setupUTSAndSysctl(spec *specs.Spec) error {
 	return nil
 }
 
-// readStatus reads one status line from a child.
+// readStatus reads the status lines of a child up to "ready" or an error.
 func readStatus(r *bufio.Reader) error {
 	line, err := r.ReadString('\n')
+	for err == nil && strings.HasPrefix(line, "warning: ") {
+		logf("container process: %s", strings.TrimSpace(line))
+		line, err = r.ReadString('\n')
+	}
 	if err != nil {
 		return errors.New("the container process exited during setup")
 	}

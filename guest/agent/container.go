@@ -8,10 +8,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -29,15 +30,48 @@ type containerState struct {
 	started bool
 }
 
-var execIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+// container returns the VM's container, nil before create.
+func (a *agent) container() *containerState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ctr
+}
 
-// shareRelative checks that p names something inside the share.
+func (c *containerState) isStarted(mu *sync.Mutex) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return c.started
+}
+
+// validExecID accepts simple names: 1-128 of [A-Za-z0-9_.+-], starting
+// with a letter or digit, and not the init's name.
+func validExecID(id string) bool {
+	if id == "" || len(id) > 128 || id == protocol.InitProcess {
+		return false
+	}
+	for i, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '+' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// shareRelative checks that p names something inside the share (relative,
+// no ".." component) and returns its guest path.
 func shareRelative(p string) (string, error) {
-	clean := filepath.Clean("/" + p)
-	if p == "" || filepath.IsAbs(p) || clean == "/" || strings.Contains(p, "..") {
+	if p == "" || filepath.IsAbs(p) || filepath.Clean(p) == "." {
 		return "", fmt.Errorf("invalid share path %q", p)
 	}
-	return filepath.Join(protocol.ShareMount, clean), nil
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("invalid share path %q", p)
+		}
+	}
+	return filepath.Join(protocol.ShareMount, p), nil
 }
 
 var nsFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -85,10 +119,9 @@ func (p *process) makePipes(withStdin bool) (*stdio, error) {
 // spawn starts a child in mode with cfg; it returns the status reader and the
 // start pipe once the child reported ready (it then waits for a start byte).
 type spawned struct {
-	pid     int
-	status  *bufio.Reader
-	startW  *os.File
-	console *os.File // the agent's end of the console socket
+	pid    int
+	status *bufio.Reader
+	startW *os.File
 }
 
 func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.SysProcAttr, env []string, cgroup string, nsenter bool) (*spawned, error) {
@@ -131,18 +164,17 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 	defer consoleC.Close()
 	files := []uintptr{io_.child[0].Fd(), io_.child[1].Fd(), io_.child[2].Fd(), cfgR.Fd(), statusW.Fd(), startR.Fd(), consoleC.Fd()}
 
-	var nsSync *os.File
+	var nsSync, nsSyncW *os.File
 	if nsenter {
-		r, w, err := os.Pipe()
-		if err != nil {
+		if nsSync, nsSyncW, err = os.Pipe(); err != nil {
 			return nil, err
 		}
-		defer r.Close()
-		files = append(files, w.Fd())
+		defer nsSync.Close()
+		defer nsSyncW.Close()
+		files = append(files, nsSyncW.Fd())
 		env = append(env, "_KABUTO_NSENTER_FD="+strconv.Itoa(len(files)-1))
-		nsSync = r
-		defer w.Close()
 	}
+	t0 := time.Now()
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"kabuto-agent", mode}, &syscall.ProcAttr{
 		Env: env, Files: files, Sys: sys,
 	})
@@ -154,21 +186,13 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 	if nsenter {
 		// The pid we forked is an intermediate; the process is its child.
 		a.procs.forget(pid)
-		line, err := bufio.NewReader(nsSync).ReadString('\n')
-		line = strings.TrimSpace(line)
-		if msg, ok := strings.CutPrefix(line, "error: "); ok {
-			err = errors.New(msg)
-		}
-		n, perr := strconv.Atoi(line)
-		if err == nil && perr != nil {
-			err = fmt.Errorf("enter the container: unexpected answer %q", line)
-		}
+		nsSyncW.Close()
+		pid, err = readNsenterAnswer(nsSync)
 		if err != nil {
 			cfgW.Close()
 			consoleA.Close()
 			return nil, err
 		}
-		pid = n
 	}
 	p.pid = pid
 	if cgroup != "" {
@@ -187,6 +211,7 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 	status := bufio.NewReader(statusR)
 	fail := func(err error) (*spawned, error) {
 		unix.Kill(pid, unix.SIGKILL)
+		p.closeFiles()
 		startW.Close()
 		consoleA.Close()
 		return nil, err
@@ -204,12 +229,33 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 			return fail(err)
 		}
 		p.stdin, p.stdout = master, master
+		if cs := cfg.Process.ConsoleSize; cs != nil {
+			p.resize(uint16(cs.Height), uint16(cs.Width))
+		}
 	}
 	if err := readStatus(status); err != nil {
 		return fail(err)
 	}
+	logf("%s %s ready in %v", mode, p.id, time.Since(t0))
 	consoleA.Close()
 	return &spawned{pid: pid, status: status, startW: startW}, nil
+}
+
+// readNsenterAnswer reads the pid (or error) the nsenter intermediate reports.
+func readNsenterAnswer(r io.Reader) (int, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if msg, ok := strings.CutPrefix(line, "error: "); ok {
+		return 0, fmt.Errorf("enter the container: %s", msg)
+	}
+	if line == "" && err != nil {
+		return 0, errors.New("enter the container: the helper exited without an answer")
+	}
+	pid, perr := strconv.Atoi(line)
+	if perr != nil || pid <= 0 {
+		return 0, fmt.Errorf("enter the container: unexpected answer %q", line)
+	}
+	return pid, nil
 }
 
 // recvFd receives one fd sent with SCM_RIGHTS.
@@ -232,6 +278,11 @@ func recvFd(sock *os.File) (*os.File, error) {
 		return nil, errors.New("malformed terminal message")
 	}
 	unix.CloseOnExec(fds[0])
+	// Non-blocking, so that os.NewFile makes it pollable (read deadlines).
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, err
+	}
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
@@ -252,8 +303,67 @@ func (s *spawned) commit() error {
 	return nil
 }
 
+// cloneAttrs turns the spec's namespaces into clone flags. The container
+// always gets its own mount namespace (it must pivot away from the agent's
+// root) and never its own network namespace: the VM is the network sandbox,
+// its NICs mirror the host-side namespace the spec names (by a host path
+// meaningless here). The cgroup namespace is unshared by the child itself
+// once it is in the container's cgroup. Other namespaces given by path name
+// host objects the guest cannot reach.
+func cloneAttrs(spec *specs.Spec) (sys *syscall.SysProcAttr, newCgroupNS bool, err error) {
+	sys = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
+	if spec.Linux == nil {
+		return sys, false, nil
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		flag, ok := nsFlags[ns.Type]
+		if !ok {
+			return nil, false, fmt.Errorf("unknown namespace type %q", ns.Type)
+		}
+		switch {
+		case flag == unix.CLONE_NEWNET:
+			continue
+		case ns.Path != "":
+			return nil, false, fmt.Errorf("joining the %s namespace by path (%s) is not supported: each kabuto container has its own VM", ns.Type, ns.Path)
+		case flag == unix.CLONE_NEWCGROUP:
+			newCgroupNS = true
+		default:
+			sys.Cloneflags |= flag
+		}
+	}
+	if sys.Cloneflags&unix.CLONE_NEWUSER != 0 {
+		if len(spec.Linux.UIDMappings) == 0 || len(spec.Linux.GIDMappings) == 0 {
+			return nil, false, errors.New("a user namespace needs uidMappings and gidMappings")
+		}
+		for _, m := range spec.Linux.UIDMappings {
+			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range spec.Linux.GIDMappings {
+			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		sys.GidMappingsEnableSetgroups = true
+		// The child is created with the agent's (host-side root) ids, which
+		// the namespace does not map: become its root before the exec, or
+		// the container init would run without capabilities.
+		if !mapsRoot(spec.Linux.UIDMappings) || !mapsRoot(spec.Linux.GIDMappings) {
+			return nil, false, errors.New("the user namespace mappings must map uid and gid 0")
+		}
+		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	return sys, newCgroupNS, nil
+}
+
+func mapsRoot(ms []specs.LinuxIDMapping) bool {
+	for _, m := range ms {
+		if m.ContainerID == 0 && m.Size > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, error) {
-	if a.ctr != nil {
+	if a.container() != nil {
 		return nil, errors.New("this VM already has a container")
 	}
 	spec := req.Spec
@@ -287,44 +397,23 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 	}
 	cg, err := makeContainerCgroup()
 	if err != nil {
-		a.procs.unreserve(protocol.InitProcess)
+		a.procs.release(protocol.InitProcess)
 		return nil, err
 	}
 	if spec.Linux != nil {
 		if err := applyResources(cg, spec.Linux.Resources); err != nil {
-			a.procs.unreserve(protocol.InitProcess)
+			a.procs.release(protocol.InitProcess)
 			return nil, err
 		}
 	}
-	sys := &syscall.SysProcAttr{}
-	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, stdinWanted: req.Stdin}
-	if spec.Linux != nil {
-		for _, ns := range spec.Linux.Namespaces {
-			flag, ok := nsFlags[ns.Type]
-			if !ok {
-				a.procs.unreserve(protocol.InitProcess)
-				return nil, fmt.Errorf("unknown namespace type %q", ns.Type)
-			}
-			if ns.Path != "" {
-				a.procs.unreserve(protocol.InitProcess)
-				return nil, fmt.Errorf("joining the %s namespace by path is not supported in a kabuto VM", ns.Type)
-			}
-			if flag == unix.CLONE_NEWCGROUP {
-				cfg.NewCgroupNS = true
-				continue
-			}
-			sys.Cloneflags |= flag
-		}
-		if sys.Cloneflags&unix.CLONE_NEWUSER != 0 {
-			for _, m := range spec.Linux.UIDMappings {
-				sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-			}
-			for _, m := range spec.Linux.GIDMappings {
-				sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-			}
-			sys.GidMappingsEnableSetgroups = true
-		}
+	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, stdinWanted: req.Stdin,
+		NoPivot: req.NoPivot}
+	sys, newCgroupNS, err := cloneAttrs(spec)
+	if err != nil {
+		a.procs.release(protocol.InitProcess)
+		return nil, err
 	}
+	cfg.NewCgroupNS = newCgroupNS
 	p := newProcess(protocol.InitProcess, spec.Process.Terminal)
 	p.onExit = func() {
 		// The rootfs is the host's: flush before the host reads the exit.
@@ -332,35 +421,40 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 	}
 	sp, err := a.spawn(p, childInitArg, cfg, sys, []string{"PATH=/bin"}, cg, false)
 	if err != nil {
-		a.procs.unreserve(protocol.InitProcess)
+		a.procs.release(protocol.InitProcess)
 		return nil, err
 	}
 	p.startRelays()
+	a.mu.Lock()
 	a.ctr = &containerState{id: req.ContainerID, spec: spec, cgroup: cg, init: p, spawned: sp}
+	a.mu.Unlock()
 	return &protocol.CreateResponse{Pid: sp.pid}, nil
 }
 
 func (a *agent) start() error {
-	c := a.ctr
+	c := a.container()
 	if c == nil {
 		return errors.New("no container to start")
 	}
-	if c.started {
+	a.mu.Lock()
+	already := c.started
+	c.started = true
+	a.mu.Unlock()
+	if already {
 		return errors.New("the container was already started")
 	}
 	if c.init.isExited() {
 		return errors.New("the container's process has exited")
 	}
-	c.started = true
 	return c.spawned.commit()
 }
 
 func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) {
-	c := a.ctr
-	if c == nil || !c.started || c.init.isExited() {
+	c := a.container()
+	if c == nil || !c.isStarted(&a.mu) || c.init.isExited() {
 		return nil, errors.New("cannot exec in a container that is not running")
 	}
-	if !execIDPattern.MatchString(req.ID) || req.ID == protocol.InitProcess {
+	if !validExecID(req.ID) {
 		return nil, fmt.Errorf("invalid exec id %q", req.ID)
 	}
 	if req.Process == nil || len(req.Process.Args) == 0 {
@@ -374,7 +468,7 @@ func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) 
 	env := []string{"PATH=/bin", "_KABUTO_NSENTER_PID=" + strconv.Itoa(c.init.pid)}
 	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, c.cgroup, true)
 	if err != nil {
-		a.procs.unreserve(req.ID)
+		a.procs.release(req.ID)
 		return nil, err
 	}
 	p.startRelays()
@@ -390,10 +484,11 @@ func (a *agent) signal(req *protocol.SignalRequest) error {
 		return fmt.Errorf("invalid signal %d", req.Signal)
 	}
 	if req.All {
-		if a.ctr == nil {
+		c := a.container()
+		if c == nil {
 			return errors.New("no container")
 		}
-		for _, pid := range cgroupPids(a.ctr.cgroup) {
+		for _, pid := range cgroupPids(c.cgroup) {
 			unix.Kill(pid, sig)
 		}
 		return nil
@@ -406,7 +501,8 @@ func (a *agent) signal(req *protocol.SignalRequest) error {
 }
 
 func (a *agent) ps() (*protocol.PsResponse, error) {
-	if a.ctr == nil {
+	c := a.container()
+	if c == nil {
 		return nil, errors.New("no container")
 	}
 	byPid := map[int]string{}
@@ -416,7 +512,7 @@ func (a *agent) ps() (*protocol.PsResponse, error) {
 		}
 	}
 	resp := &protocol.PsResponse{Processes: []protocol.PsProcess{}}
-	for _, pid := range cgroupPids(a.ctr.cgroup) {
+	for _, pid := range cgroupPids(c.cgroup) {
 		pp := protocol.PsProcess{Pid: pid, Exec: byPid[pid]}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
 			pp.Cmd = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
@@ -438,9 +534,9 @@ func (a *agent) ps() (*protocol.PsResponse, error) {
 }
 
 func (a *agent) stats() (*protocol.StatsResponse, error) {
-	if a.ctr == nil {
+	c := a.container()
+	if c == nil {
 		return nil, errors.New("no container")
 	}
-	return cgroupStats(a.ctr.cgroup), nil
+	return cgroupStats(c.cgroup), nil
 }
-

@@ -145,11 +145,26 @@ func setupRootfs(spec *specs.Spec, rootfs string, noPivot bool) error {
 			}
 		}
 	}
+	// Like runc, create the process's cwd while the rootfs is still writable.
+	if spec.Process != nil && spec.Process.Cwd != "" {
+		cwd, err := secureJoin(rootfs, spec.Process.Cwd)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(cwd, 0o755); err != nil {
+			return fmt.Errorf("create cwd %s: %w", spec.Process.Cwd, err)
+		}
+	}
 	if err := pivot(rootfs, noPivot); err != nil {
 		return err
 	}
 	if spec.Root.Readonly {
-		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+		var st unix.Statfs_t
+		if err := unix.Statfs("/", &st); err == nil {
+			flags |= mountFlagsOf(st.Flags)
+		}
+		if err := unix.Mount("", "/", "", flags, ""); err != nil {
 			return fmt.Errorf("make rootfs read-only: %w", err)
 		}
 	}
@@ -324,6 +339,10 @@ func createDevice(rootfs string, d specs.LinuxDevice) error {
 	old := unix.Umask(0)
 	err = unix.Mknod(dest, t|perm, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
 	unix.Umask(old)
+	if errors.Is(err, unix.EPERM) && t == unix.S_IFCHR {
+		// In a user namespace: bind the agent's node of the same number.
+		return bindDevice(dest, d)
+	}
 	if err != nil {
 		return err
 	}
@@ -335,6 +354,23 @@ func createDevice(rootfs string, d specs.LinuxDevice) error {
 		gid = int(*d.GID)
 	}
 	return os.Lchown(dest, uid, gid)
+}
+
+// bindDevice binds the guest's /dev node with d's numbers over dest.
+func bindDevice(dest string, d specs.LinuxDevice) error {
+	src := ""
+	for _, c := range defaultDevices {
+		if c.Major == d.Major && c.Minor == d.Minor {
+			src = c.Path
+		}
+	}
+	if src == "" {
+		return fmt.Errorf("cannot create device %d:%d here (no mknod permission)", d.Major, d.Minor)
+	}
+	if err := makeTarget(dest, false); err != nil {
+		return err
+	}
+	return unix.Mount(src, dest, "", unix.MS_BIND, "")
 }
 
 func pivot(rootfs string, noPivot bool) error {
@@ -364,6 +400,9 @@ func pivot(rootfs string, noPivot bool) error {
 	return unix.Chdir("/")
 }
 
+// readonlyPath makes p read-only, keeping its other mount flags (a
+// remount that dropped nosuid/nodev/noexec would be refused in a user
+// namespace, and would loosen them otherwise).
 func readonlyPath(p string) error {
 	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -371,10 +410,30 @@ func readonlyPath(p string) error {
 		}
 		return fmt.Errorf("readonly path %s: %w", p, err)
 	}
-	if err := unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err == nil {
+		flags |= mountFlagsOf(st.Flags)
+	}
+	if err := unix.Mount("", p, "", flags, ""); err != nil {
 		return fmt.Errorf("readonly path %s: %w", p, err)
 	}
 	return nil
+}
+
+// mountFlagsOf maps statfs f_flags to the per-mount flags a bind remount
+// must repeat.
+func mountFlagsOf(f int64) uintptr {
+	var m uintptr
+	for st, ms := range map[int64]uintptr{
+		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC,
+		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME, unix.ST_RELATIME: unix.MS_RELATIME,
+	} {
+		if f&st != 0 {
+			m |= ms
+		}
+	}
+	return m
 }
 
 func maskPath(p string) error {

@@ -15,12 +15,13 @@ import (
 	"github.com/kabuto-runtime/kabuto/protocol"
 )
 
-// Output of an exited process keeps flowing while it comes; once the pipe
-// has been idle this long (a daemonized child may hold it open forever) or
-// outputCap has passed, the stream is cut.
+// After a process exits, its output streams stay open while its pipe still
+// holds data, and up to outputGrace for more (a daemonized grandchild may keep
+// the pipe open forever, so EOF may never come). outputDrainCap bounds how
+// long a pipe that never empties is drained past that point.
 const (
-	outputIdle = 300 * time.Millisecond
-	outputCap  = 5 * time.Second
+	outputGrace    = 500 * time.Millisecond
+	outputDrainCap = 5 * time.Second
 )
 
 // process is one process the agent started for the host: the container's
@@ -35,15 +36,16 @@ type process struct {
 	stderr *os.File
 
 	outCh, errCh, inCh chan net.Conn
-	attached           map[string]bool
 	mu                 sync.Mutex
+	attached           map[string]bool // guarded by mu
+	stdinClosed        bool            // guarded by mu
 
-	outWG   sync.WaitGroup
-	exited  chan struct{}
-	done    chan struct{}
-	status  protocol.WaitResponse
-	onExit  func()
-	lastOut chan struct{} // pinged whenever output moves
+	outWG    sync.WaitGroup
+	exited   chan struct{}
+	exitedAt time.Time // set before exited is closed
+	done     chan struct{}
+	status   protocol.WaitResponse
+	onExit   func()
 }
 
 func newProcess(id string, terminal bool) *process {
@@ -52,31 +54,17 @@ func newProcess(id string, terminal bool) *process {
 		outCh: make(chan net.Conn, 1), errCh: make(chan net.Conn, 1), inCh: make(chan net.Conn, 1),
 		attached: map[string]bool{},
 		exited:   make(chan struct{}), done: make(chan struct{}),
-		lastOut: make(chan struct{}, 1),
 	}
 }
 
 // startRelays begins moving output to attached streams and stdin from one.
 func (p *process) startRelays() {
-	p.relayOut(p.stdout, p.outCh)
+	p.relayOut(p.stdout, p.outCh, protocol.MethodAttachOut)
 	if p.stderr != nil {
-		p.relayOut(p.stderr, p.errCh)
+		p.relayOut(p.stderr, p.errCh, protocol.MethodAttachErr)
 	}
 	if p.stdin != nil {
-		go func() {
-			var conn net.Conn
-			select {
-			case conn = <-p.inCh:
-			case <-p.exited:
-				p.closeStdin()
-				return
-			}
-			io.Copy(p.stdin, conn)
-			conn.Close()
-			if !p.terminal {
-				p.closeStdin()
-			}
-		}()
+		go p.relayIn()
 	}
 	go func() {
 		<-p.exited
@@ -85,72 +73,120 @@ func (p *process) startRelays() {
 	}()
 }
 
-// activity is an io.Writer wrapper that notes output progress.
-type activity struct {
-	w io.Writer
-	p *process
-}
-
-func (a activity) Write(b []byte) (int, error) {
+// relayIn feeds an attached stdin stream to the process. The host closing
+// the stream closes the process's stdin (not a terminal's: that is also its
+// output); the process exiting closes the stream.
+func (p *process) relayIn() {
+	var conn net.Conn
 	select {
-	case a.p.lastOut <- struct{}{}:
-	default:
+	case conn = <-p.inCh:
+	case <-p.exited:
+		p.closeStdin()
+		// A stdin attached from now on has nobody to feed: end it.
+		if conn = <-p.inCh; conn != nil {
+			conn.Close()
+		}
+		return
 	}
-	return a.w.Write(b)
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(p.stdin, conn)
+		close(copied)
+	}()
+	select {
+	case <-copied:
+		p.closeStdin()
+	case <-p.exited:
+		p.closeStdin()
+	}
+	conn.Close()
 }
 
-func (p *process) relayOut(r *os.File, ch chan net.Conn) {
+// relayOut copies one output of the process to its attached stream. Output
+// written before the host attaches waits in the pipe, never lost. Waiters
+// wait for the copy to end unless nobody had attached when the process
+// exited: then the output is kept for a late attach but nobody waits for it.
+func (p *process) relayOut(r *os.File, ch chan net.Conn, method string) {
 	p.outWG.Add(1)
 	go func() {
-		defer p.outWG.Done()
 		var conn net.Conn
 		select {
 		case conn = <-ch:
 		case <-p.exited:
-			// Nobody attached: give the host a moment, then drop it.
-			select {
-			case conn = <-ch:
-			case <-time.After(outputIdle):
-				r.Close()
+			p.mu.Lock()
+			attached := p.attached[method]
+			p.mu.Unlock()
+			if !attached {
+				p.outWG.Done()
+				conn = <-ch
+				p.copyOutput(r, conn)
 				return
 			}
+			conn = <-ch
 		}
-		copied := make(chan struct{})
-		go func() {
-			io.Copy(activity{conn, p}, r)
-			close(copied)
-		}()
-		select {
-		case <-copied:
-		case <-p.exited:
-			p.cutWhenIdle(r, copied)
-		}
-		r.Close()
-		conn.Close()
+		p.copyOutput(r, conn)
+		p.outWG.Done()
 	}()
 }
 
-// cutWhenIdle closes r once the process has exited and the output stayed
-// idle for outputIdle, or after outputCap.
-func (p *process) cutWhenIdle(r *os.File, copied chan struct{}) {
-	capT := time.NewTimer(outputCap)
-	defer capT.Stop()
-	for {
-		idle := time.NewTimer(outputIdle)
+// copyOutput copies r to conn until EOF (or EIO, a pty whose slave is
+// closed). Once exited is closed, the copy ends when r has been empty for
+// outputGrace after the exit, whatever still holds its write end.
+func (p *process) copyOutput(r *os.File, conn net.Conn) {
+	defer r.Close()
+	defer conn.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	var drainUntil time.Time
+	go func() {
 		select {
-		case <-copied:
-			idle.Stop()
-			return
-		case <-p.lastOut:
-			idle.Stop()
-			continue
-		case <-idle.C:
-		case <-capT.C:
-			idle.Stop()
+		case <-p.exited:
+			r.SetReadDeadline(p.exitedAt.Add(outputGrace))
+		case <-stop:
 		}
-		r.Close()
-		<-copied
-		return
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // EOF, EIO, closed
+		}
+		// Past the grace period: keep draining what is already buffered.
+		if drainUntil.IsZero() {
+			drainUntil = time.Now().Add(outputDrainCap)
+		}
+		if pending(r) == 0 || time.Now().After(drainUntil) {
+			return
+		}
+		r.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	}
+}
+
+// pending returns how many bytes are waiting to be read from f.
+func pending(f *os.File) int {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	sc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
+	})
+	return n
+}
+
+// closeFiles releases the agent's ends of a process that never ran.
+func (p *process) closeFiles() {
+	for _, f := range []*os.File{p.stdin, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
@@ -188,7 +224,8 @@ func (p *process) attach(method string, conn net.Conn) {
 func (p *process) closeStdin() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stdin != nil && !p.terminal {
+	if p.stdin != nil && !p.terminal && !p.stdinClosed {
+		p.stdinClosed = true
 		p.stdin.Close()
 	}
 }
@@ -211,7 +248,18 @@ func (p *process) resize(rows, cols uint16) error {
 	if !p.terminal {
 		return errors.New("not a terminal process")
 	}
-	return unix.IoctlSetWinsize(int(p.stdin.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	sc, err := p.stdin.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Fd() would make the pollable master blocking: use Control.
+	cerr := sc.Control(func(fd uintptr) {
+		err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	})
+	if cerr != nil {
+		return errors.New("process already finished")
+	}
+	return err
 }
 
 func (p *process) signal(sig unix.Signal) error {
@@ -238,26 +286,37 @@ func exitStatus(ws unix.WaitStatus) protocol.WaitResponse {
 // procTable maps exec ids and pids to processes and reaps every child.
 type procTable struct {
 	mu    sync.Mutex
-	byID  map[string]*process
+	byID  map[string]*process // nil while reserved
 	byPid map[int]*process
-	// exits of children reaped before they were registered.
-	early map[int]unix.WaitStatus
+	// early holds exits reaped before their process was registered; pruned
+	// by age, since orphans the agent inherits are never registered.
+	early map[int]earlyExit
+	// ignore lists helper pids (nsenter intermediates) whose exit nobody wants.
+	ignore map[int]bool
 }
 
+type earlyExit struct {
+	ws unix.WaitStatus
+	at time.Time
+}
+
+const earlyExitTTL = time.Minute
+
 func newProcTable() *procTable {
-	return &procTable{byID: map[string]*process{}, byPid: map[int]*process{}, early: map[int]unix.WaitStatus{}}
+	return &procTable{byID: map[string]*process{}, byPid: map[int]*process{}, early: map[int]earlyExit{}, ignore: map[int]bool{}}
 }
 
 func (t *procTable) get(id string) (*process, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p, ok := t.byID[id]
-	if !ok {
+	p := t.byID[id]
+	if p == nil {
 		return nil, fmt.Errorf("no process %q", id)
 	}
 	return p, nil
 }
 
+// reserve claims id for a process being created.
 func (t *procTable) reserve(id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -268,12 +327,14 @@ func (t *procTable) reserve(id string) error {
 	return nil
 }
 
-func (t *procTable) unreserve(id string) {
+// release frees id after a failed creation.
+func (t *procTable) release(id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.byID[id] == nil {
-		delete(t.byID, id)
+	if p := t.byID[id]; p != nil && t.byPid[p.pid] == p {
+		delete(t.byPid, p.pid)
 	}
+	delete(t.byID, id)
 }
 
 // register records p (whose pid is set) and settles an exit that came first.
@@ -281,19 +342,23 @@ func (t *procTable) register(p *process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.byID[p.id] = p
-	if ws, ok := t.early[p.pid]; ok {
+	if e, ok := t.early[p.pid]; ok {
 		delete(t.early, p.pid)
-		go t.finish(p, ws)
+		go t.finish(p, e.ws)
 		return
 	}
 	t.byPid[p.pid] = p
 }
 
-// forget drops the early exit of pid (a helper process we do not track).
+// forget says that nobody will register pid.
 func (t *procTable) forget(pid int) {
 	t.mu.Lock()
-	delete(t.early, pid)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if _, ok := t.early[pid]; ok {
+		delete(t.early, pid)
+		return
+	}
+	t.ignore[pid] = true
 }
 
 func (t *procTable) finish(p *process, ws unix.WaitStatus) {
@@ -301,10 +366,31 @@ func (t *procTable) finish(p *process, ws unix.WaitStatus) {
 		p.onExit()
 	}
 	p.status = exitStatus(ws)
+	p.exitedAt = time.Now()
 	close(p.exited)
 }
 
-// reap is the PID 1 reaper: it collects every child and orphan.
+// reaped routes the exit of pid; t.mu is held.
+func (t *procTable) reaped(pid int, ws unix.WaitStatus, now time.Time) *process {
+	if p, ok := t.byPid[pid]; ok {
+		delete(t.byPid, pid)
+		return p
+	}
+	if t.ignore[pid] {
+		delete(t.ignore, pid)
+		return nil
+	}
+	for old, e := range t.early {
+		if now.Sub(e.at) > earlyExitTTL {
+			delete(t.early, old)
+		}
+	}
+	t.early[pid] = earlyExit{ws, now}
+	return nil
+}
+
+// reap is the PID 1 reaper: it collects every child and orphan. Nothing else
+// in the agent may wait for a child.
 func (t *procTable) reap() {
 	ch := make(chan os.Signal, 64)
 	signal.Notify(ch, unix.SIGCHLD)
@@ -319,14 +405,9 @@ func (t *procTable) reap() {
 				break
 			}
 			t.mu.Lock()
-			p, ok := t.byPid[pid]
-			if ok {
-				delete(t.byPid, pid)
-			} else if len(t.early) < 4096 {
-				t.early[pid] = ws
-			}
+			p := t.reaped(pid, ws, time.Now())
 			t.mu.Unlock()
-			if ok {
+			if p != nil {
 				go t.finish(p, ws)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -31,10 +32,9 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "kabuto-agent: runs as PID 1 of a kabuto guest")
 		os.Exit(1)
 	}
-	debug = cmdline("kabuto.debug") == "1"
-	if err := serve(); err != nil {
-		fmt.Fprintf(os.Stderr, "kabuto-agent: fatal: %v\n", err)
-	}
+	// serve returns only on a fatal error; PID 1 exiting would panic the
+	// kernel, so power off instead.
+	fmt.Fprintf(os.Stderr, "kabuto-agent: fatal: %v\n", serve())
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 }
@@ -42,26 +42,68 @@ func Main() {
 // agent is the state of the running agent.
 type agent struct {
 	procs   *procTable
-	ctr     *containerState
+	mu      sync.Mutex
+	ctr     *containerState // guarded by mu
 	msize   int
 	release string
+	started time.Time
+	helloed sync.Once
+	// setupDone is closed when lateSetup has run; setupErr is its result.
+	setupDone chan struct{}
+	setupErr  error
+	lateOnce  sync.Once
+}
+
+func (a *agent) startLateSetup() {
+	a.lateOnce.Do(func() {
+		go func() {
+			a.setupErr = lateSetup()
+			if a.setupErr == nil {
+				// Ahead of create, which retries should this fail.
+				if err := mountShare(a.msize); err != nil {
+					logf("%v", err)
+				}
+			}
+			logf("late setup done %v after serve began: %v", time.Since(a.started), a.setupErr)
+			close(a.setupDone)
+		}()
+	})
+}
+
+// ready waits for the guest to be ready for a container.
+func (a *agent) ready() error {
+	a.startLateSetup()
+	<-a.setupDone
+	if a.setupErr != nil {
+		return fmt.Errorf("guest setup: %w", a.setupErr)
+	}
+	return nil
 }
 
 func serve() error {
-	start := time.Now()
-	if err := setupGuest(); err != nil {
+	a := &agent{procs: newProcTable(), msize: 512 * 1024, started: time.Now(), setupDone: make(chan struct{})}
+	if err := earlySetup(); err != nil {
 		return err
 	}
-	a := &agent{procs: newProcTable(), msize: 512 * 1024}
-	if v, err := strconv.Atoi(cmdline("kabuto.msize")); err == nil && v >= 8192 {
+	debug = cmdline("kabuto.debug") == "1" // needs /proc
+	if v, err := strconv.Atoi(cmdline("kabuto.msize")); err == nil && v >= 8192 && v <= 4<<20 {
 		a.msize = v
 	}
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	a.release = unix.ByteSliceToString(uts.Release[:])
+	// Catch (not ignore: SIG_IGN would be inherited by every container
+	// process) the signals whose Go default would end PID 1.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGPIPE, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
+	go func() {
+		for sig := range sigs {
+			logf("ignoring %v", sig)
+		}
+	}()
 	go a.procs.reap()
 
-	dev, err := findPort(protocol.PortName)
+	dev, err := findPort(protocol.PortName, 5*time.Second)
 	if err != nil {
 		return err
 	}
@@ -69,7 +111,9 @@ func serve() error {
 	if err != nil {
 		return err
 	}
+	logf("guest ready in %v (kernel %s, uptime %s)", time.Since(a.started), a.release, uptime())
 	cfg := yamux.DefaultConfig()
+	// The VM may be paused for hours: no keepalive.
 	cfg.EnableKeepAlive = false
 	cfg.LogOutput = io.Discard
 	if debug {
@@ -77,20 +121,58 @@ func serve() error {
 	}
 	cfg.MaxStreamWindowSize = 1 << 20
 	cfg.ConnectionWriteTimeout = 30 * time.Second
-	sess, err := yamux.Server(port, cfg)
-	if err != nil {
-		return err
-	}
-	logf("ready in %v (kernel %s)", time.Since(start), a.release)
-	signal.Ignore(unix.SIGPIPE, unix.SIGHUP, unix.SIGINT, unix.SIGTERM)
+	cfg.StreamCloseTimeout = time.Minute
+	// The rest of the setup waits for the first hello to be answered (the
+	// host's request is usually already queued on the port): with one vCPU,
+	// doing it now would only delay the answer.
+	time.AfterFunc(100*time.Millisecond, a.startLateSetup)
+	// The host normally connects once, before the agent is up. Should it go
+	// away and come back, serve it a new session: processes live on.
 	for {
-		s, err := sess.AcceptStream()
+		sess, err := yamux.Server(&hostPort{f: port}, cfg)
 		if err != nil {
-			return fmt.Errorf("guest channel closed: %w", err)
+			return err
 		}
-		go a.handle(s)
+		for {
+			s, err := sess.AcceptStream()
+			if err != nil {
+				logf("host channel closed: %v", err)
+				break
+			}
+			go a.handle(s)
+		}
+		sess.Close()
 	}
 }
+
+// hostPort is the agent's end of the virtio-serial port for one session.
+// Reads return EOF while no host is connected: before the host's first
+// byte that only means "not yet" and the read waits for it; after, EOF
+// ends the session. Close leaves the port open for the next session.
+type hostPort struct {
+	f    *os.File
+	seen bool
+}
+
+func (p *hostPort) Read(b []byte) (int, error) {
+	for {
+		n, err := p.f.Read(b)
+		if n > 0 {
+			p.seen = true
+			return n, nil
+		}
+		if p.seen || (err != nil && err != io.EOF) {
+			if err == nil {
+				err = io.EOF
+			}
+			return 0, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *hostPort) Write(b []byte) (int, error) { return p.f.Write(b) }
+func (p *hostPort) Close() error                { return nil }
 
 // handle serves one stream: a request frame, a response frame, then for
 // attach methods a byte pipe.
@@ -111,9 +193,21 @@ func (a *agent) handle(s *yamux.Stream) {
 		a.attach(s, req)
 		return
 	}
-	result, err := a.dispatch(req.Method, req.Params)
+	var result any
+	var err error
+	switch req.Method {
+	case protocol.MethodHello, protocol.MethodShutdown:
+	default:
+		err = a.ready()
+	}
+	if err == nil {
+		result, err = a.dispatch(req.Method, req.Params)
+	}
 	protocol.WriteFrame(s, protocol.Reply(result, err))
 	s.Close()
+	if req.Method == protocol.MethodHello {
+		a.startLateSetup()
+	}
 }
 
 func decode(params json.RawMessage, v any) error {
@@ -129,6 +223,7 @@ func decode(params json.RawMessage, v any) error {
 func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 	switch method {
 	case protocol.MethodHello:
+		a.helloed.Do(func() { logf("first hello %v after serve began (uptime %s)", time.Since(a.started), uptime()) })
 		return protocol.HelloResponse{Version: protocol.Version, KernelRelease: a.release}, nil
 	case protocol.MethodCreate:
 		var req protocol.CreateRequest
@@ -190,15 +285,17 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 		if err := decode(params, &req); err != nil {
 			return nil, err
 		}
-		if a.ctr == nil {
+		c := a.container()
+		if c == nil {
 			return nil, errors.New("no container")
 		}
-		return nil, applyResources(a.ctr.cgroup, req.Resources)
+		return nil, applyResources(c.cgroup, req.Resources)
 	case protocol.MethodFreeze, protocol.MethodThaw:
-		if a.ctr == nil {
+		c := a.container()
+		if c == nil {
 			return nil, errors.New("no container")
 		}
-		return nil, freeze(a.ctr.cgroup, method == protocol.MethodFreeze)
+		return nil, freeze(c.cgroup, method == protocol.MethodFreeze)
 	case protocol.MethodShutdown:
 		go func() {
 			time.Sleep(10 * time.Millisecond)

@@ -49,12 +49,18 @@ __attribute__((constructor)) static void kabuto_nsenter(void) {
 	for (int i = 0; i < n; i++) {
 		struct stat theirs, ours;
 		nsfd[i] = -1;
+		snprintf(path, sizeof(path), "/proc/self/ns/%s", types[i]);
+		if (stat(path, &ours) < 0) {
+			continue; // this kernel lacks the namespace type
+		}
 		snprintf(path, sizeof(path), "/proc/%s/ns/%s", pid, types[i]);
 		if (stat(path, &theirs) < 0) {
-			continue;
+			// Never run the process outside the container.
+			snprintf(msg, sizeof(msg), "error: the container process %s is gone", pid);
+			report(syncfd, msg);
+			_exit(1);
 		}
-		snprintf(path, sizeof(path), "/proc/self/ns/%s", types[i]);
-		if (stat(path, &ours) == 0 && ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev) {
+		if (ours.st_ino == theirs.st_ino && ours.st_dev == theirs.st_dev) {
 			continue;
 		}
 		snprintf(path, sizeof(path), "/proc/%s/ns/%s", pid, types[i]);
