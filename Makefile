@@ -15,7 +15,7 @@ GOFILES := $(shell find . -name '*.go' -not -path './build/*')
 APT_PACKAGES := qemu-system-x86 busybox-static runc cpio iproute2 \
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev build-essential
 
-.PHONY: all help deps build agent guest install demo test unit integration bench clean vet
+.PHONY: all help deps build agent guest install demo test unit integration bench ci clean vet
 
 all: build guest
 
@@ -27,6 +27,7 @@ help:
 	@echo "make demo        run a busybox container in a VM"
 	@echo "make test        unit tests and integration tests (real QEMU guests)"
 	@echo "make bench       kabuto run vs runc run vs a bare QEMU boot"
+	@echo "make ci          what .ci/run does: deps, test, bench"
 
 deps:
 	apt-get update -q
@@ -62,14 +63,14 @@ install: build guest
 	install -D -m 0644 configuration.toml.sample $(DESTDIR)$(SHAREDIR)/configuration.toml.sample
 
 demo: install
-	tests/demo.sh
+	KABUTO=$(DESTDIR)$(PREFIX)/bin/kabuto tests/demo.sh
 
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $(GOFILES))" || { gofmt -l $(GOFILES); exit 1; }
 
 unit:
-	$(GO) test ./...
+	$(GO) test $$($(GO) list ./... | grep -v /tests/)
 
 integration: build guest
 	KABUTO_BIN=$(abspath $(BUILD)/kabuto) KABUTO_KERNEL=$(abspath $(BUILD)/vmlinux) \
@@ -82,6 +83,8 @@ bench: build guest
 	KABUTO_BIN=$(abspath $(BUILD)/kabuto) KABUTO_KERNEL=$(abspath $(BUILD)/vmlinux) \
 	KABUTO_INITRD=$(abspath $(BUILD)/kabuto-initrd.img) \
 	$(GO) run ./tests/bench
+
+ci: deps test bench
 
 clean:
 	rm -rf $(BUILD)
