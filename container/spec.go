@@ -52,6 +52,19 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	if spec.Linux == nil {
 		return errors.New("config.json: linux section is missing (kabuto runs Linux containers only)")
 	}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace, specs.IPCNamespace,
+			specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace:
+		default:
+			return fmt.Errorf("config.json: unknown namespace type %q", ns.Type)
+		}
+		if seen[ns.Type] {
+			return fmt.Errorf("config.json: namespace %q is listed twice", ns.Type)
+		}
+		seen[ns.Type] = true
+	}
 	v, err := validate.NewValidator(spec, bundle, false, "linux")
 	if err != nil {
 		return fmt.Errorf("config.json: %w", err)
