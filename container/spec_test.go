@@ -29,15 +29,19 @@ func TestValidateSpec(t *testing.T) {
 		mod  func(*specs.Spec)
 		want string
 	}{
-		"no process":    {func(s *specs.Spec) { s.Process = nil }, "process is not set"},
-		"no args":       {func(s *specs.Spec) { s.Process.Args = nil }, "process.args"},
-		"no root":       {func(s *specs.Spec) { s.Root = nil }, "root.path"},
-		"no linux":      {func(s *specs.Spec) { s.Linux = nil }, "linux section"},
-		"relative cwd":  {func(s *specs.Spec) { s.Process.Cwd = "tmp" }, "cwd"},
-		"version 2":     {func(s *specs.Spec) { s.Version = "2.0.0" }, "not supported"},
-		"bad version":   {func(s *specs.Spec) { s.Version = "one" }, "SemVer"},
-		"unknown cap":   {func(s *specs.Spec) { s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_BOGUS"}} }, "CAP_BOGUS"},
-		"bad namespace": {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"}) }, "bogus"},
+		"no process":   {func(s *specs.Spec) { s.Process = nil }, "process is not set"},
+		"no args":      {func(s *specs.Spec) { s.Process.Args = nil }, "process.args"},
+		"no root":      {func(s *specs.Spec) { s.Root = nil }, "root.path"},
+		"no linux":     {func(s *specs.Spec) { s.Linux = nil }, "linux section"},
+		"relative cwd": {func(s *specs.Spec) { s.Process.Cwd = "tmp" }, "cwd"},
+		"version 2":    {func(s *specs.Spec) { s.Version = "2.0.0" }, "not supported"},
+		"bad version":  {func(s *specs.Spec) { s.Version = "one" }, "SemVer"},
+		"unknown cap": {func(s *specs.Spec) {
+			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{"CAP_BOGUS"}}
+		}, "CAP_BOGUS"},
+		"bad namespace": {func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+		}, "bogus"},
 	} {
 		s := minimalSpec()
 		tc.mod(s)
