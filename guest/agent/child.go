@@ -120,6 +120,9 @@ func prepareChild(mode string, cfg *childConfig) (string, error) {
 		if err := setupUTSAndSysctl(cfg.Spec); err != nil {
 			return "", err
 		}
+		if err := finalizeRootfs(cfg.Spec); err != nil {
+			return "", err
+		}
 	}
 	if p.Terminal {
 		if err := setupConsole(); err != nil {

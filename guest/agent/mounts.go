@@ -155,19 +155,13 @@ func setupRootfs(spec *specs.Spec, rootfs string, noPivot bool) error {
 			return fmt.Errorf("create cwd %s: %w", spec.Process.Cwd, err)
 		}
 	}
-	if err := pivot(rootfs, noPivot); err != nil {
-		return err
-	}
-	if spec.Root.Readonly {
-		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
-		var st unix.Statfs_t
-		if err := unix.Statfs("/", &st); err == nil {
-			flags |= mountFlagsOf(st.Flags)
-		}
-		if err := unix.Mount("", "/", "", flags, ""); err != nil {
-			return fmt.Errorf("make rootfs read-only: %w", err)
-		}
-	}
+	return pivot(rootfs, noPivot)
+}
+
+// finalizeRootfs runs after sysctls are written (runc's order: /proc/sys is
+// usually among the read-only paths): read-only and masked paths, then the
+// read-only root and the final root propagation.
+func finalizeRootfs(spec *specs.Spec) error {
 	if spec.Linux != nil {
 		for _, p := range spec.Linux.ReadonlyPaths {
 			if err := readonlyPath(p); err != nil {
@@ -180,8 +174,20 @@ func setupRootfs(spec *specs.Spec, rootfs string, noPivot bool) error {
 			}
 		}
 	}
-	if prop&unix.MS_SHARED == 0 && spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
-		unix.Mount("", "/", "", prop, "")
+	if spec.Root.Readonly {
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
+		var st unix.Statfs_t
+		if err := unix.Statfs("/", &st); err == nil {
+			flags |= mountFlagsOf(st.Flags)
+		}
+		if err := unix.Mount("", "/", "", flags, ""); err != nil {
+			return fmt.Errorf("make rootfs read-only: %w", err)
+		}
+	}
+	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
+		if prop, ok := propagationFlags[spec.Linux.RootfsPropagation]; ok && prop&unix.MS_SHARED == 0 {
+			unix.Mount("", "/", "", prop, "")
+		}
 	}
 	return nil
 }
