@@ -37,6 +37,10 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", status)
 	}
+	// Newer docker moves the veth in after create: pick it up now.
+	if err := r.connectNetwork(ctx, h.Dir, st); err != nil {
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
 	if err := agentclient.ForStateDir(h.Dir).Call(cctx, protocol.MethodStart, nil, nil); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/kabuto-runtime/kabuto/hooks"
 	"github.com/kabuto-runtime/kabuto/hostcgroup"
 	"github.com/kabuto-runtime/kabuto/netns"
+	"github.com/kabuto-runtime/kabuto/network"
 	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/qemu"
 	"github.com/kabuto-runtime/kabuto/shim"
@@ -171,6 +172,26 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	u.add(func() { hostcgroup.Remove(st.Cgroups) })
 
 	vm := r.vmFor(o.ID, h.Dir, spec, accel.Name)
+	if netnsPath != "" {
+		// One NIC, whatever the namespace holds now: docker moves its veth
+		// in during the prestart hook (20.10) or after create (28+), and
+		// microvm has no hotplug. The NIC takes the veth's MAC when known.
+		err := netns.Do(netnsPath, func() error {
+			link, err := network.Candidate()
+			if err == nil && link != nil {
+				vm.NICMAC = link.Attrs().HardwareAddr.String()
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if vm.NICMAC == "" {
+			vm.NICMAC = network.RandomMAC()
+		}
+		vm.Tap = network.TapName
+		st.GuestMAC = vm.NICMAC
+	}
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var qpid int
@@ -249,6 +270,9 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		}
 	}
 
+	if err := r.connectNetwork(ctx, h.Dir, st); err != nil {
+		return nil, err
+	}
 	st.Creating = false
 	if err := h.Save(st); err != nil {
 		return nil, err
@@ -491,4 +515,38 @@ func copySpec(s *specs.Spec) (*specs.Spec, error) {
 	}
 	var c specs.Spec
 	return &c, json.Unmarshal(b, &c)
+}
+
+// connectNetwork mirrors the namespace's interface into the guest NIC, once
+// the interface exists: after the prestart hooks, or at start.
+func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.State) error {
+	if st.GuestMAC == "" || st.NetConfigured {
+		return nil
+	}
+	var req *protocol.NetworkRequest
+	err := netns.Do(st.NetNS, func() error {
+		link, err := network.Candidate()
+		if err != nil || link == nil {
+			return err
+		}
+		if err := network.Mirror(link, network.TapName); err != nil {
+			return err
+		}
+		st.NetLink = link.Attrs().Name
+		req, err = network.Describe(link, st.GuestMAC)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("connect the container's network: %w", err)
+	}
+	if req == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	defer cancel()
+	if err := agentclient.ForStateDir(dir).Call(cctx, protocol.MethodNetwork, req, nil); err != nil {
+		return err
+	}
+	st.NetConfigured = true
+	return nil
 }

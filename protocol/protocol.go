@@ -56,6 +56,7 @@ const (
 	MethodFreeze      = "freeze"       // Empty -> Empty (cgroup freezer)
 	MethodThaw        = "thaw"         // Empty -> Empty
 	MethodShutdown    = "shutdown"     // Empty -> Empty (sync, then power off)
+	MethodNetwork     = "network"      // NetworkRequest -> Empty (configure guest NICs)
 	MethodAttachStdin = "attach-stdin" // ProcessRef; host writes, agent reads; host close = EOF
 	MethodAttachOut   = "attach-stdout"
 	MethodAttachErr   = "attach-stderr" // not used for terminal processes
@@ -184,6 +185,36 @@ type StatsResponse struct {
 // UpdateRequest changes the container's cgroup resources in the guest.
 type UpdateRequest struct {
 	Resources *specs.LinuxResources `json:"resources"`
+}
+
+// Interface is a guest NIC to configure so that it mirrors a host interface
+// of the container's network namespace (traffic is redirected between the
+// two with tc on the host).
+type Interface struct {
+	// GuestMAC finds the NIC in the guest (the MAC QEMU gave it).
+	GuestMAC string `json:"guestMac"`
+	// Name, MAC and MTU are the host interface's; the guest NIC takes them.
+	Name string `json:"name"`
+	MAC  string `json:"mac"`
+	MTU  int    `json:"mtu"`
+	// Addresses in CIDR notation.
+	Addresses []string `json:"addresses,omitempty"`
+}
+
+// Route is a route of the container's network namespace. An empty
+// Destination is the default route.
+type Route struct {
+	Destination string `json:"destination,omitempty"`
+	Gateway     string `json:"gateway,omitempty"`
+	Device      string `json:"device,omitempty"`
+	Source      string `json:"source,omitempty"`
+	Scope       int    `json:"scope,omitempty"`
+}
+
+// NetworkRequest configures the guest's network like the host namespace.
+type NetworkRequest struct {
+	Interfaces []Interface `json:"interfaces"`
+	Routes     []Route     `json:"routes,omitempty"`
 }
 
 // ErrFrameTooLarge is returned for frames longer than MaxFrame.

@@ -39,6 +39,10 @@ type VM struct {
 	ShareTag string
 	// PortName is the virtio-serial port name of the agent channel.
 	PortName string
+	// NICMAC, when set, gives the guest a virtio-net NIC with this MAC on a
+	// tap named Tap, created by QEMU in its (the container's) netns.
+	NICMAC string
+	Tap    string
 }
 
 // transport returns the suffix of virtio device names: microvm has virtio-mmio
@@ -121,6 +125,13 @@ func (vm *VM) Args() []string {
 		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
 		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	}
+	if vm.NICMAC != "" {
+		netdev := "tap,id=net0,ifname=" + vm.Tap + ",script=no,downscript=no"
+		if vm.Accel == "kvm" {
+			netdev += ",vhost=on"
+		}
+		a = append(a, "-netdev", netdev, "-device", "virtio-net-"+t+",netdev=net0,mac="+vm.NICMAC)
 	}
 	if vm.Machine != "microvm" {
 		a = append(a, "-bios", "qboot.rom")

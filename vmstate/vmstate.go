@@ -147,6 +147,11 @@ type State struct {
 	// says kabuto created it (and bind-mounted it at NetNS) and removes it.
 	NetNS    string `json:"netns,omitempty"`
 	OwnNetNS bool   `json:"ownNetns,omitempty"`
+	// GuestMAC is the MAC QEMU gave the guest NIC ("" without one); once
+	// NetConfigured, the NIC mirrors NetLink of the namespace.
+	GuestMAC      string `json:"guestMac,omitempty"`
+	NetConfigured bool   `json:"netConfigured,omitempty"`
+	NetLink       string `json:"netLink,omitempty"`
 	// Mounts are host mount points kabuto made (under the state dir), in
 	// the order they were made.
 	Mounts []string `json:"mounts,omitempty"`

@@ -296,6 +296,12 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 			return nil, errors.New("no container")
 		}
 		return nil, freeze(c.cgroup, method == protocol.MethodFreeze)
+	case protocol.MethodNetwork:
+		var req protocol.NetworkRequest
+		if err := decode(params, &req); err != nil {
+			return nil, err
+		}
+		return nil, configureNetwork(&req)
 	case protocol.MethodShutdown:
 		go func() {
 			time.Sleep(10 * time.Millisecond)

@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/kabuto-runtime/kabuto/protocol"
+)
+
+// configureNetwork gives each guest NIC (found by the MAC QEMU gave it) the
+// name, MAC, MTU and addresses of the host interface it mirrors, then adds the
+// routes. The container shares the VM's network namespace.
+func configureNetwork(req *protocol.NetworkRequest) error {
+	if len(req.Interfaces) > 16 || len(req.Routes) > 256 {
+		return errors.New("network: too many interfaces or routes")
+	}
+	for _, iface := range req.Interfaces {
+		if err := configureInterface(iface); err != nil {
+			return fmt.Errorf("network: %s: %w", iface.Name, err)
+		}
+	}
+	for _, r := range req.Routes {
+		if err := addRoute(r); err != nil {
+			return fmt.Errorf("network: route %+v: %w", r, err)
+		}
+	}
+	return nil
+}
+
+func linkByMAC(mac string) (netlink.Link, error) {
+	want, err := net.ParseMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if l.Attrs().HardwareAddr.String() == want.String() {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no NIC with MAC %s", mac)
+}
+
+func validIfName(n string) bool {
+	return n != "" && len(n) < 16 && !strings.ContainsAny(n, "/ \x00:") && n != "." && n != ".."
+}
+
+func configureInterface(iface protocol.Interface) error {
+	link, err := linkByMAC(iface.GuestMAC)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return err
+	}
+	if validIfName(iface.Name) && link.Attrs().Name != iface.Name {
+		if err := netlink.LinkSetName(link, iface.Name); err != nil {
+			return fmt.Errorf("rename: %w", err)
+		}
+	}
+	if iface.MAC != "" && iface.MAC != iface.GuestMAC {
+		mac, err := net.ParseMAC(iface.MAC)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("set MAC: %w", err)
+		}
+	}
+	if iface.MTU >= 68 && iface.MTU <= 65535 {
+		if err := netlink.LinkSetMTU(link, iface.MTU); err != nil {
+			return fmt.Errorf("set MTU: %w", err)
+		}
+	}
+	for _, a := range iface.Addresses {
+		addr, err := netlink.ParseAddr(a)
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("add address %s: %w", a, err)
+		}
+	}
+	return netlink.LinkSetUp(link)
+}
+
+func addRoute(r protocol.Route) error {
+	route := &netlink.Route{Scope: netlink.Scope(r.Scope)}
+	if r.Device != "" {
+		link, err := netlink.LinkByName(r.Device)
+		if err != nil {
+			return err
+		}
+		route.LinkIndex = link.Attrs().Index
+	}
+	if r.Destination != "" {
+		_, dst, err := net.ParseCIDR(r.Destination)
+		if err != nil {
+			return err
+		}
+		route.Dst = dst
+	}
+	if r.Gateway != "" {
+		if route.Gw = net.ParseIP(r.Gateway); route.Gw == nil {
+			return fmt.Errorf("bad gateway %q", r.Gateway)
+		}
+	}
+	if r.Source != "" {
+		route.Src = net.ParseIP(r.Source)
+	}
+	return netlink.RouteReplace(route)
+}
