@@ -68,9 +68,11 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			createCommand,
 			deleteCommand,
+			execCommand,
 			killCommand,
 			listCommand,
 			pauseCommand,
+			psCommand,
 			resumeCommand,
 			runCommand,
 			specCommand,

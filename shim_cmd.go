@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/shim"
 )
 
@@ -20,6 +22,7 @@ var shimCommand = &cli.Command{
 		&cli.BoolFlag{Name: "owner"},
 		&cli.BoolFlag{Name: "terminal"},
 		&cli.BoolFlag{Name: "stdin"},
+		&cli.StringFlag{Name: "exec-request"},
 	},
 	Action: func(c *cli.Context) error {
 		opts := shim.Options{
@@ -33,6 +36,17 @@ var shimCommand = &cli.Command{
 		}
 		if opts.Terminal {
 			opts.TTY = os.NewFile(4, "tty")
+		}
+		if p := c.String("exec-request"); p != "" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			var req protocol.ExecRequest
+			if err := json.Unmarshal(b, &req); err != nil {
+				return err
+			}
+			opts.Exec = &req
 		}
 		os.Exit(shim.Run(opts))
 		return nil

@@ -211,3 +211,5 @@ func execShims(st *vmstate.State) []vmstate.Process {
 	}
 	return ps
 }
+
+var agentclientFor = agentclient.ForStateDir

@@ -359,6 +359,7 @@ func (r *Runtime) joinCgroup(spec *specs.Spec, id string, st *vmstate.State, pid
 	}
 	dirs, err := hostcgroup.Join(mounts, path, pids...)
 	st.Cgroups = append(st.Cgroups, dirs...)
+	st.CgroupPath = path
 	return err
 }
 

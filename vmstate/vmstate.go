@@ -157,6 +157,9 @@ type State struct {
 	Mounts []string `json:"mounts,omitempty"`
 	// Cgroups are host cgroup directories kabuto created.
 	Cgroups []string `json:"cgroups,omitempty"`
+	// CgroupPath is the resolved linux.cgroupsPath below each hierarchy.
+	CgroupPath string `json:"cgroupPath,omitempty"`
+
 
 	Hooks *specs.Hooks `json:"hooks,omitempty"`
 	Execs []ExecRecord `json:"execs,omitempty"`

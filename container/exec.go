@@ -1,0 +1,220 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/hostcgroup"
+	"github.com/kabuto-runtime/kabuto/netns"
+	"github.com/kabuto-runtime/kabuto/protocol"
+	"github.com/kabuto-runtime/kabuto/shim"
+	"github.com/kabuto-runtime/kabuto/vmstate"
+)
+
+// ExecOptions are exec's flags, the process already assembled.
+type ExecOptions struct {
+	ID            string
+	Process       *specs.Process
+	Detach        bool
+	PidFile       string
+	ConsoleSocket string
+}
+
+// BaseProcess returns the container's init process from its bundle, the
+// template runc's exec flags modify.
+func (r *Runtime) BaseProcess(id string) (*specs.Process, error) {
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := LoadSpec(st.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	return spec.Process, nil
+}
+
+// Exec starts another process in the running container, with a shim of its
+// own that stands for it. Without Detach it relays the process's stdio and
+// returns its exit status.
+func (r *Runtime) Exec(ctx context.Context, o ExecOptions) (int, error) {
+	st, err := r.Store.Load(o.ID)
+	if err != nil {
+		return 0, err
+	}
+	switch status := st.Status(); status {
+	case vmstate.Running:
+	case vmstate.Paused:
+		return 0, ErrPaused
+	default:
+		return 0, fmt.Errorf("cannot exec in a %s container", status)
+	}
+	p := o.Process
+	if p == nil || len(p.Args) == 0 {
+		return 0, errors.New("exec: args must not be empty")
+	}
+	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
+		return 0, errors.New("cannot allocate tty if runc will detach without setting console socket")
+	}
+	if !p.Terminal && o.ConsoleSocket != "" {
+		return 0, errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
+	dir := r.Store.Dir(o.ID)
+	execID := randomID()
+	req := protocol.ExecRequest{ID: execID, Process: p, Stdin: p.Terminal || stdinIsUsable()}
+	reqPath := filepath.Join(dir, "exec-"+execID+".json")
+	b, err := json.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	if err := vmstate.WriteFileAtomic(reqPath, b, 0o600); err != nil {
+		return 0, err
+	}
+	defer os.Remove(reqPath)
+
+	tty, err := r.terminalFor(CreateOptions{ConsoleSocket: o.ConsoleSocket}, p.Terminal)
+	if err != nil {
+		return 0, err
+	}
+	if tty != nil {
+		defer tty.Close()
+	}
+	cmd, syncConn, err := r.startExecShim(dir, st.NetNS, execID, reqPath, req.Stdin, o, tty)
+	if err != nil {
+		return 0, err
+	}
+	defer syncConn.Close()
+	if err := shim.Expect(bufio.NewReader(syncConn), shim.MsgAttached); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 0, err
+	}
+	if st.CgroupPath != "" {
+		if mounts, err := hostcgroup.Mounts(); err == nil {
+			hostcgroup.Join(mounts, st.CgroupPath, cmd.Process.Pid)
+		}
+	}
+	if err := r.recordExec(o.ID, execID, cmd.Process.Pid); err != nil {
+		r.warn("record exec: %v", err)
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, cmd.Process.Pid); err != nil {
+			return 0, err
+		}
+	}
+	if o.Detach {
+		cmd.Process.Release()
+		return 0, nil
+	}
+	err = cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if ws, ok := cmd.ProcessState.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return 0, err
+	}
+	return code, nil
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (r *Runtime) startExecShim(dir, netnsPath, execID, reqPath string, stdin bool, o ExecOptions, tty *os.File) (*exec.Cmd, *os.File, error) {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
+	defer theirs.Close()
+	args := append(append([]string{}, r.ShimArgs...), "shim", "--state-dir", dir, "--process", execID, "--exec-request", reqPath)
+	cmd := exec.Command(r.Self)
+	cmd.ExtraFiles = []*os.File{theirs}
+	if tty != nil {
+		args = append(args, "--terminal")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tty)
+		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			ours.Close()
+			return nil, nil, err
+		}
+		defer devnull.Close()
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+		if o.ConsoleSocket != "" {
+			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 4}
+		}
+	} else {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if stdin {
+			args = append(args, "--stdin")
+		}
+		if o.Detach {
+			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
+		}
+	}
+	cmd.Args = append([]string{r.Self}, args...)
+	if err := netns.Do(netnsPath, cmd.Start); err != nil {
+		ours.Close()
+		return nil, nil, fmt.Errorf("start exec shim: %w", err)
+	}
+	return cmd, ours, nil
+}
+
+// recordExec notes an exec shim in the state (for ps and delete), dropping
+// records of shims that are gone.
+func (r *Runtime) recordExec(id, execID string, pid int) error {
+	h, err := r.Store.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer h.Unlock()
+	st, err := h.Load()
+	if err != nil {
+		return err
+	}
+	proc, err := vmstate.ProcessOf(pid)
+	if err != nil {
+		return err
+	}
+	live := st.Execs[:0]
+	for _, e := range st.Execs {
+		if e.Shim.Alive() {
+			live = append(live, e)
+		}
+	}
+	st.Execs = append(live, vmstate.ExecRecord{ID: execID, Shim: proc})
+	return h.Save(st)
+}
+
+// Processes returns the container's guest processes.
+func (r *Runtime) Processes(ctx context.Context, id string) (*vmstate.State, *protocol.PsResponse, error) {
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Status() == vmstate.Stopped {
+		return st, nil, ErrNotRunning
+	}
+	var ps protocol.PsResponse
+	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	defer cancel()
+	if err := agentclientFor(r.Store.Dir(id)).Call(cctx, protocol.MethodPs, nil, &ps); err != nil {
+		return st, nil, err
+	}
+	return st, &ps, nil
+}

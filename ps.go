@@ -1,0 +1,74 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kabuto-runtime/kabuto/vmstate"
+)
+
+var psCommand = &cli.Command{
+	Name:      "ps",
+	Usage:     "ps displays the processes running inside a container",
+	ArgsUsage: "<container-id> [ps options]",
+	Description: `With --format json, ps prints the host pids that stand for the container: the
+init's shim, QEMU and the exec shims (docker top filters the host's "ps -ef"
+with them). The table lists the processes inside the guest.`,
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "table", Usage: "select one of: table or json"},
+	},
+	Action: func(c *cli.Context) error {
+		if c.NArg() < 1 {
+			return fmt.Errorf("%q requires a container id", c.Command.Name)
+		}
+		id, err := containerID(c)
+		if err != nil {
+			return err
+		}
+		r, err := newRuntime(c)
+		if err != nil {
+			return err
+		}
+		switch c.String("format") {
+		case "json":
+			st, err := r.Store.Load(id)
+			if err != nil {
+				return notExist(id, err)
+			}
+			pids := []int{}
+			if st.Status() != vmstate.Stopped {
+				for _, p := range append([]vmstate.Process{st.Shim, st.QEMU}, execShims(st)...) {
+					if p.Alive() {
+						pids = append(pids, p.Pid)
+					}
+				}
+			}
+			return json.NewEncoder(os.Stdout).Encode(pids)
+		case "table":
+			_, ps, err := r.Processes(c.Context, id)
+			if err != nil {
+				return notExist(id, err)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 5, 1, 2, ' ', 0)
+			fmt.Fprintln(w, "PID\tPPID\tUID\tEXEC\tCMD")
+			for _, p := range ps.Processes {
+				fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%s\n", p.Pid, p.PPid, p.UID, p.Exec, p.Cmd)
+			}
+			return w.Flush()
+		default:
+			return fmt.Errorf("invalid format option")
+		}
+	},
+}
+
+func execShims(st *vmstate.State) []vmstate.Process {
+	var ps []vmstate.Process
+	for _, e := range st.Execs {
+		ps = append(ps, e.Shim)
+	}
+	return ps
+}
