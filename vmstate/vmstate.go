@@ -160,7 +160,6 @@ type State struct {
 	// CgroupPath is the resolved linux.cgroupsPath below each hierarchy.
 	CgroupPath string `json:"cgroupPath,omitempty"`
 
-
 	Hooks *specs.Hooks `json:"hooks,omitempty"`
 	Execs []ExecRecord `json:"execs,omitempty"`
 }
