@@ -38,7 +38,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("cannot start a container in the %s state", status)
 	}
 	// Newer docker moves the veth in after create: pick it up now.
-	if err := r.connectNetwork(ctx, h.Dir, st); err != nil {
+	if err := r.connectNetwork(ctx, h.Dir, st, true); err != nil {
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())

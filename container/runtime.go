@@ -270,7 +270,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		}
 	}
 
-	if err := r.connectNetwork(ctx, h.Dir, st); err != nil {
+	if err := r.connectNetwork(ctx, h.Dir, st, false); err != nil {
 		return nil, err
 	}
 	st.Creating = false
@@ -519,8 +519,10 @@ func copySpec(s *specs.Spec) (*specs.Spec, error) {
 }
 
 // connectNetwork mirrors the namespace's interface into the guest NIC, once
-// the interface exists: after the prestart hooks, or at start.
-func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.State) error {
+// the interface exists: after the prestart hooks, or at start. At start
+// (final), a NIC with nothing to mirror is parked out of the container's
+// sight.
+func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.State, final bool) error {
 	if st.GuestMAC == "" || st.NetConfigured {
 		return nil
 	}
@@ -541,7 +543,10 @@ func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.St
 		return fmt.Errorf("connect the container's network: %w", err)
 	}
 	if req == nil {
-		return nil
+		if !final {
+			return nil
+		}
+		req = &protocol.NetworkRequest{Park: []string{st.GuestMAC}}
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()

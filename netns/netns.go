@@ -80,12 +80,20 @@ func Do(path string, fn func() error) error {
 	return <-errc
 }
 
-// SameAsHost reports whether path is the namespace of the host's init
-// process (docker's --network host passes such a path).
+// SameAsHost reports whether path is the host's network namespace: the one
+// kabuto itself runs in (its callers, containerd's shim and conmon, live in
+// the host's), or that of the host's init (docker's --network host passes
+// /var/run/docker/netns/default).
 func SameAsHost(path string) bool {
-	var a, b unix.Stat_t
-	if unix.Stat(path, &a) != nil || unix.Stat("/proc/1/ns/net", &b) != nil {
+	var a unix.Stat_t
+	if unix.Stat(path, &a) != nil {
 		return false
 	}
-	return a.Dev == b.Dev && a.Ino == b.Ino
+	for _, host := range []string{"/proc/self/ns/net", "/proc/1/ns/net"} {
+		var b unix.Stat_t
+		if unix.Stat(host, &b) == nil && a.Dev == b.Dev && a.Ino == b.Ino {
+			return true
+		}
+	}
+	return false
 }

@@ -215,6 +215,9 @@ type Route struct {
 type NetworkRequest struct {
 	Interfaces []Interface `json:"interfaces"`
 	Routes     []Route     `json:"routes,omitempty"`
+	// Park lists guest NICs (by MAC) that mirror nothing: the agent moves
+	// them out of the container's sight (docker's --network none).
+	Park []string `json:"park,omitempty"`
 }
 
 // ErrFrameTooLarge is returned for frames longer than MaxFrame.

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kabuto-runtime/kabuto/protocol"
 )
@@ -28,7 +31,44 @@ func configureNetwork(req *protocol.NetworkRequest) error {
 			return fmt.Errorf("network: route %+v: %w", r, err)
 		}
 	}
+	for _, mac := range req.Park {
+		if err := park(mac); err != nil {
+			return fmt.Errorf("network: park %s: %w", mac, err)
+		}
+	}
 	return nil
+}
+
+// parkingNS is a network namespace of the guest that nothing uses, where
+// NICs with nothing to mirror go so that the container sees only lo.
+var parkingNS = struct {
+	sync.Once
+	fd  int
+	err error
+}{fd: -1}
+
+func park(mac string) error {
+	link, err := linkByMAC(mac)
+	if err != nil {
+		return err
+	}
+	parkingNS.Do(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// This thread leaves the VM's namespace for good: never unlocked.
+			runtime.LockOSThread()
+			if parkingNS.err = unix.Unshare(unix.CLONE_NEWNET); parkingNS.err != nil {
+				return
+			}
+			parkingNS.fd, parkingNS.err = unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		}()
+		<-done
+	})
+	if parkingNS.err != nil {
+		return parkingNS.err
+	}
+	return netlink.LinkSetNsFd(link, parkingNS.fd)
 }
 
 func linkByMAC(mac string) (netlink.Link, error) {
