@@ -12,10 +12,11 @@ export KABUTO_CACHE ?= /var/cache/kabuto
 HOST_LDFLAGS := -s -w -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT)
 GOFILES := $(shell find . -name '*.go' -not -path './build/*')
 
-APT_PACKAGES := qemu-system-x86 busybox-static runc cpio iproute2 \
-	linux-source-6.1 flex bison bc libelf-dev libssl-dev build-essential
+APT_PACKAGES := qemu-system-x86 busybox-static runc cpio iproute2 iptables \
+	linux-source-6.1 flex bison bc libelf-dev libssl-dev build-essential \
+	docker.io podman conmon containerd
 
-.PHONY: all help deps build agent guest install demo test unit integration bench ci clean vet
+.PHONY: all help deps build agent guest install demo test unit integration clients bench ci clean vet
 
 all: build guest
 
@@ -25,7 +26,7 @@ help:
 	@echo "make guest       build the guest kernel (cached in $(KABUTO_CACHE)) and the agent initrd"
 	@echo "make install     install kabuto, the guest image and the sample configuration"
 	@echo "make demo        run a busybox container in a VM"
-	@echo "make test        unit tests and integration tests (real QEMU guests)"
+	@echo "make test        unit, integration (real QEMU guests) and client tests (docker, podman, ctr)"
 	@echo "make bench       kabuto run vs runc run vs a bare QEMU boot"
 	@echo "make ci          what .ci/run does: deps, test, bench"
 
@@ -77,7 +78,12 @@ integration: build guest
 	KABUTO_INITRD=$(abspath $(BUILD)/kabuto-initrd.img) \
 	$(GO) test -count=1 -v -timeout 40m ./tests/integration/
 
-test: vet unit integration
+# The real clients (dockerd, podman/conmon, containerd) drive the installed kabuto.
+clients: install
+	tests/clients/setup.sh
+	$(GO) test -count=1 -v -timeout 30m ./tests/clients/
+
+test: vet unit integration clients
 
 bench: build guest
 	KABUTO_BIN=$(abspath $(BUILD)/kabuto) KABUTO_KERNEL=$(abspath $(BUILD)/vmlinux) \

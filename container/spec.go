@@ -65,23 +65,38 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 		}
 		seen[ns.Type] = true
 	}
-	v, err := validate.NewValidator(spec, bundle, false, "linux")
+	// Validate the spec as the guest sees it: a network namespace given by
+	// path is a host namespace (QEMU lives there); inside the VM the
+	// container always has the guest's own network, so net.* sysctls are
+	// fine with podman's pre-made namespaces.
+	guest, err := copySpec(spec)
+	if err != nil {
+		return err
+	}
+	for i := range guest.Linux.Namespaces {
+		if guest.Linux.Namespaces[i].Type == specs.NetworkNamespace {
+			guest.Linux.Namespaces[i].Path = ""
+		}
+	}
+	v, err := validate.NewValidator(guest, bundle, false, "linux")
 	if err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
-	// Every check of CheckAll but three: the JSON schema one downloads the
+	// Every check of CheckAll but four: the JSON schema one downloads the
 	// schema from the network; the root one insists that root.path lies
 	// inside the bundle, which docker's and podman's bundles never do (their
 	// rootfs is an overlay mount elsewhere; RootfsPath checks the root); the
 	// semver one accepts only the exact spec version runtime-tools was built
-	// for, and every client sends another 1.x (checkVersion instead).
+	// for, and every client sends another 1.x (checkVersion instead); the
+	// annotations one refuses org.opencontainers.* keys, which podman sets
+	// (org.opencontainers.image.stopSignal) and runc accepts.
 	var errs []error
 	if err := checkVersion(spec.Version); err != nil {
 		errs = append(errs, err)
 	}
 	for _, check := range []func() error{
 		v.CheckPlatform, v.CheckMandatoryFields, v.CheckMounts,
-		v.CheckProcess, v.CheckLinux, v.CheckAnnotations, v.CheckHooks,
+		v.CheckProcess, v.CheckLinux, v.CheckHooks,
 	} {
 		err := check()
 		if m, ok := err.(interface{ ErrorOrNil() error }); ok {

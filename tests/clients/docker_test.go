@@ -5,7 +5,6 @@ package clients
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -251,21 +250,23 @@ func TestDockerNetworks(t *testing.T) {
 
 func TestDockerPublish(t *testing.T) {
 	container(t, "-p", "18080:80", image, "httpd", "-f", "-p", "80", "-h", "/www")
-	var body string
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://127.0.0.1:18080/index.html")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if body != "hello from kabuto\n" {
+	if body := httpGet(t, "http://127.0.0.1:18080/index.html"); body != "hello from kabuto\n" {
 		t.Errorf("published port answered %q", body)
 	}
 }
 
-var _ = fmt.Sprint
+// httpGet fetches url, retrying while the server comes up.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return ""
+}

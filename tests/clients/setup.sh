@@ -26,4 +26,16 @@ docker image inspect kabuto-bb:latest >/dev/null 2>&1 || docker import /tmp/kabu
 if command -v podman >/dev/null; then
 	podman image exists localhost/kabuto-bb:latest || podman import /tmp/kabuto-bb.tar localhost/kabuto-bb:latest >/dev/null
 fi
+# A private containerd for ctr (its own root, state and socket).
+ctrd=/run/kabuto-ctrd
+if ! ctr -a $ctrd/containerd.sock version >/dev/null 2>&1; then
+	mkdir -p $ctrd
+	nohup containerd --root /var/lib/kabuto-ctrd --state $ctrd --address $ctrd/containerd.sock \
+		> /var/log/kabuto-test-containerd.log 2>&1 &
+	for _ in $(seq 1 30); do ctr -a $ctrd/containerd.sock version >/dev/null 2>&1 && break; sleep 1; done
+fi
+if ! ctr -a $ctrd/containerd.sock -n kabuto images ls -q | grep -q kabuto-bb; then
+	docker save kabuto-bb:latest -o /tmp/kabuto-bb-docker.tar
+	ctr -a $ctrd/containerd.sock -n kabuto images import /tmp/kabuto-bb-docker.tar >/dev/null
+fi
 echo "clients ready"

@@ -1,0 +1,106 @@
+package clients
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const podmanImage = "localhost/kabuto-bb:latest"
+
+// podman runs podman the way CRI-O and podman users reach kabuto: through
+// conmon, with kabuto as the OCI runtime.
+func podman(t *testing.T, stdin string, args ...string) out {
+	t.Helper()
+	base := []string{"--runtime", "/usr/local/bin/kabuto", "--cgroup-manager", "cgroupfs"}
+	return run(t, stdin, "podman", append(base, args...)...)
+}
+
+var ulimits = []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+
+func podmanRun(t *testing.T, args ...string) out {
+	t.Helper()
+	return podman(t, "", append(append([]string{"run"}, ulimits...), args...)...)
+}
+
+func TestPodmanRunRm(t *testing.T) {
+	r := podmanRun(t, "--rm", podmanImage, "sh", "-c", "echo hi; uname -r; ip -4 addr show eth0; exit 7")
+	if r.code != 7 || !strings.Contains(r.stdout, "-kabuto") || !strings.Contains(r.stdout, "inet ") {
+		t.Errorf("exit %d: %q %s", r.code, r.stdout, r.stderr)
+	}
+	r = podman(t, "from stdin\n", append(append([]string{"run"}, ulimits...), "--rm", "-i", podmanImage, "cat")...)
+	if r.stdout != "from stdin\n" {
+		t.Errorf("-i: %q %s", r.stdout, r.stderr)
+	}
+}
+
+func TestPodmanDetachedLifecycle(t *testing.T) {
+	r := podmanRun(t, "-d", "-p", "18081:80", podmanImage, "sh", "-c",
+		"trap 'echo got-usr1' USR1; httpd -p 80 -h /www; echo started; while true; do sleep 0.1; done")
+	if r.code != 0 {
+		t.Fatalf("run -d: %s", r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	defer func() {
+		podman(t, "", "rm", "-f", id)
+		checkGone(t, id)
+	}()
+	if r := podman(t, "", "exec", id, "sh", "-c", "echo in-exec; exit 4"); r.code != 4 || r.stdout != "in-exec\n" {
+		t.Errorf("exec: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := podman(t, "", "kill", "-s", "USR1", id); r.code != 0 {
+		t.Errorf("kill -s USR1: %s", r.stderr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(podman(t, "", "logs", id).stdout, "got-usr1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs: %q", podman(t, "", "logs", id).stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if body := httpGet(t, "http://127.0.0.1:18081/index.html"); body != "hello from kabuto\n" {
+		t.Errorf("port publish: %q", body)
+	}
+	if r := podman(t, "", "pause", id); r.code != 0 {
+		t.Errorf("pause: %s", r.stderr)
+	}
+	if s := strings.TrimSpace(podman(t, "", "inspect", "-f", "{{.State.Status}}", id).stdout); s != "paused" {
+		t.Errorf("status after pause: %s", s)
+	}
+	podman(t, "", "unpause", id)
+	if r := podman(t, "", "stop", "-t", "2", id); r.code != 0 {
+		t.Errorf("stop: %s", r.stderr)
+	}
+	if s := strings.TrimSpace(podman(t, "", "inspect", "-f", "{{.State.Status}}", id).stdout); s != "exited" {
+		t.Errorf("status after stop: %s", s)
+	}
+}
+
+func TestContainerdCtr(t *testing.T) {
+	ctr := func(args ...string) out {
+		return run(t, "", "ctr", append([]string{"-a", "/run/kabuto-ctrd/containerd.sock", "-n", "kabuto"}, args...)...)
+	}
+	img := "docker.io/library/kabuto-bb:latest"
+	rt := []string{"--runtime", "io.containerd.runc.v2", "--runc-binary", "/usr/local/bin/kabuto"}
+	r := ctr(append(append([]string{"run", "--rm"}, rt...), img, "ctr-rm", "sh", "-c", "echo from-ctr; exit 6")...)
+	if r.code != 6 || r.stdout != "from-ctr\n" {
+		t.Errorf("ctr run: %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := ctr(append(append([]string{"run", "-d"}, rt...), img, "ctr-kill", "sleep", "1000")...); r.code != 0 {
+		t.Fatalf("ctr run -d: %s", r.stderr)
+	}
+	defer func() {
+		ctr("task", "rm", "-f", "ctr-kill")
+		ctr("container", "rm", "ctr-kill")
+	}()
+	if r := ctr("task", "kill", "-s", "SIGKILL", "ctr-kill"); r.code != 0 {
+		t.Errorf("task kill: %s", r.stderr)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(ctr("task", "ls").stdout, "STOPPED") {
+		if time.Now().After(deadline) {
+			t.Fatalf("task never stopped: %s", ctr("task", "ls").stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
