@@ -66,8 +66,10 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "rootless", Value: "auto", Usage: "accepted for compatibility with runc; kabuto runs as root"},
 		},
 		Commands: []*cli.Command{
+			checkCommand,
 			createCommand,
 			deleteCommand,
+			envCommand,
 			execCommand,
 			killCommand,
 			listCommand,
@@ -78,6 +80,7 @@ func newApp() *cli.App {
 			specCommand,
 			startCommand,
 			stateCommand,
+			updateCommand,
 			versionCommand,
 			shimCommand,
 		},

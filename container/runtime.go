@@ -192,6 +192,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		vm.Tap = network.TapName
 		st.GuestMAC = vm.NICMAC
 	}
+	st.VCPUs, st.MemoryMiB = vm.VCPUs, vm.MemoryMiB
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var qpid int

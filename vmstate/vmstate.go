@@ -142,6 +142,9 @@ type State struct {
 	Shim  Process `json:"shim"`
 	QEMU  Process `json:"qemu"`
 	Accel string  `json:"accel"`
+	// The VM's size.
+	VCPUs     int `json:"vcpus,omitempty"`
+	MemoryMiB int `json:"memoryMiB,omitempty"`
 
 	// NetNS is the network namespace the VM's host side lives in; OwnNetNS
 	// says kabuto created it (and bind-mounted it at NetNS) and removes it.

@@ -270,3 +270,16 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return ""
 }
+
+func TestDockerUpdate(t *testing.T) {
+	id := container(t, image, "sleep", "1000")
+	mustDocker(t, "update", "--memory", "48m", "--memory-swap", "96m", "--cpus", "0.5", id)
+	r := docker(t, "exec", id, "sh", "-c", `cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); cat $cg/memory.max $cg/cpu.max`)
+	if r.stdout != "50331648\n50000 100000\n" {
+		t.Errorf("limits in the guest: %q %s", r.stdout, r.stderr)
+	}
+	r = docker(t, "update", "--memory", "2g", "--memory-swap", "4g", id)
+	if r.code == 0 || !strings.Contains(r.stderr, "no memory hotplug") {
+		t.Errorf("update beyond the VM: %d %s", r.code, r.stderr)
+	}
+}
