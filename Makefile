@@ -14,7 +14,7 @@ GOFILES := $(shell find . -name '*.go' -not -path './build/*')
 
 APT_PACKAGES := qemu-system-x86 busybox-static runc cpio iproute2 iptables \
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev build-essential \
-	docker.io podman conmon containerd
+	docker.io podman conmon containerd netavark aardvark-dns
 
 .PHONY: all help deps build agent guest install demo test unit integration clients bench ci clean vet
 
