@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kabuto-runtime/kabuto/hostcgroup"
-	"github.com/kabuto-runtime/kabuto/netns"
 	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/shim"
 	"github.com/kabuto-runtime/kabuto/vmstate"
@@ -90,7 +89,11 @@ func (r *Runtime) Exec(ctx context.Context, o ExecOptions) (int, error) {
 	if tty != nil {
 		defer tty.Close()
 	}
-	cmd, syncConn, err := r.startExecShim(dir, st.NetNS, execID, reqPath, req.Stdin, o, tty)
+	fromSocket := o.ConsoleSocket != ""
+	cmd, syncConn, err := r.startShim(dir, st.NetNS, shimSpec{
+		process: execID, args: []string{"--exec-request", reqPath}, tty: tty,
+		ownSession: o.Detach || fromSocket, ctty: fromSocket,
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -133,46 +136,6 @@ func randomID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func (r *Runtime) startExecShim(dir, netnsPath, execID, reqPath string, stdin bool, o ExecOptions, tty *os.File) (*exec.Cmd, *os.File, error) {
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
-	defer theirs.Close()
-	args := append(append([]string{}, r.ShimArgs...), "shim", "--state-dir", dir, "--process", execID, "--exec-request", reqPath)
-	cmd := exec.Command(r.Self)
-	cmd.ExtraFiles = []*os.File{theirs}
-	if tty != nil {
-		args = append(args, "--terminal")
-		cmd.ExtraFiles = append(cmd.ExtraFiles, tty)
-		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err != nil {
-			ours.Close()
-			return nil, nil, err
-		}
-		defer devnull.Close()
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-		if o.ConsoleSocket != "" {
-			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 4}
-		}
-	} else {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if stdin {
-			args = append(args, "--stdin")
-		}
-		if o.Detach {
-			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-		}
-	}
-	cmd.Args = append([]string{r.Self}, args...)
-	if err := netns.Do(netnsPath, cmd.Start); err != nil {
-		ours.Close()
-		return nil, nil, fmt.Errorf("start exec shim: %w", err)
-	}
-	return cmd, ours, nil
 }
 
 // recordExec notes an exec shim in the state (for ps and delete), dropping

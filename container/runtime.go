@@ -219,7 +219,10 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	if tty != nil {
 		defer tty.Close()
 	}
-	shimCmd, syncConn, err := r.startShim(h.Dir, netnsPath, o, terminal, tty)
+	shimCmd, syncConn, err := r.startShim(h.Dir, netnsPath, shimSpec{
+		process: protocol.InitProcess, args: []string{"--owner"}, tty: tty,
+		ownSession: !o.Foreground, ctty: o.ConsoleSocket != "",
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -390,21 +393,37 @@ func (r *Runtime) terminalFor(o CreateOptions, terminal bool) (*os.File, error) 
 	return slave, nil
 }
 
-// startShim starts the init's shim in the container's network namespace.
-func (r *Runtime) startShim(dir, netnsPath string, o CreateOptions, terminal bool, tty *os.File) (*exec.Cmd, *os.File, error) {
+// shimSpec describes one shim to start.
+type shimSpec struct {
+	process string
+	// args are the mode flags: --owner for the init's, --exec-request for
+	// an exec's.
+	args []string
+	// tty is the host end of the process's terminal (nil without one).
+	tty *os.File
+	// ownSession detaches the shim from the caller's session; with ctty
+	// the tty (a pty whose master went to a console socket) becomes its
+	// controlling terminal, so that window changes reach it as SIGWINCH.
+	ownSession, ctty bool
+}
+
+// startShim starts a shim in the container's network namespace, with fd 3
+// its end of the sync socket (returned) and fd 4 the tty. Without a
+// terminal, its stdio is this process's: the container's.
+func (r *Runtime) startShim(dir, netnsPath string, s shimSpec) (*exec.Cmd, *os.File, error) {
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "sync"), os.NewFile(uintptr(pair[1]), "sync")
 	defer theirs.Close()
-	args := append(append([]string{}, r.ShimArgs...), "shim", "--state-dir", dir, "--process", protocol.InitProcess, "--owner")
-	cmd := exec.Command(r.Self, args...)
+	args := append(append([]string{}, r.ShimArgs...), "shim", "--state-dir", dir, "--process", s.process)
+	args = append(args, s.args...)
+	cmd := exec.Command(r.Self)
 	cmd.ExtraFiles = []*os.File{theirs}
-	stdinUsed := false
-	if terminal {
+	if s.tty != nil {
 		args = append(args, "--terminal")
-		cmd.ExtraFiles = append(cmd.ExtraFiles, tty)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.tty)
 		devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 		if err != nil {
 			ours.Close()
@@ -412,26 +431,17 @@ func (r *Runtime) startShim(dir, netnsPath string, o CreateOptions, terminal boo
 		}
 		defer devnull.Close()
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-		if o.Foreground {
-			// The caller's terminal: stay in its session and process group
-			// so that window changes (SIGWINCH) reach the shim.
-			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		} else {
-			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true, Ctty: 4}
-		}
 	} else {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		stdinUsed = stdinIsUsable()
-		if stdinUsed {
+		if stdinIsUsable() {
 			args = append(args, "--stdin")
 		}
-		if !o.Foreground {
-			cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-		}
+	}
+	if s.ownSession {
+		cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: s.ctty && s.tty != nil, Ctty: 4}
 	}
 	cmd.Args = append([]string{r.Self}, args...)
-	err = netns.Do(netnsPath, cmd.Start)
-	if err != nil {
+	if err := netns.Do(netnsPath, cmd.Start); err != nil {
 		ours.Close()
 		return nil, nil, fmt.Errorf("start shim: %w", err)
 	}
