@@ -41,7 +41,7 @@ with them). The table lists the processes inside the guest.`,
 			}
 			pids := []int{}
 			if st.Status() != vmstate.Stopped {
-				for _, p := range append([]vmstate.Process{st.Shim, st.QEMU}, execShims(st)...) {
+				for _, p := range append([]vmstate.Process{st.Shim, st.QEMU}, st.ExecShims()...) {
 					if p.Alive() {
 						pids = append(pids, p.Pid)
 					}
@@ -63,12 +63,4 @@ with them). The table lists the processes inside the guest.`,
 			return fmt.Errorf("invalid format option")
 		}
 	},
-}
-
-func execShims(st *vmstate.State) []vmstate.Process {
-	var ps []vmstate.Process
-	for _, e := range st.Execs {
-		ps = append(ps, e.Shim)
-	}
-	return ps
 }

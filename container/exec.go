@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kabuto-runtime/kabuto/agentclient"
 	"github.com/kabuto-runtime/kabuto/hostcgroup"
 	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/shim"
@@ -176,7 +177,7 @@ func (r *Runtime) Processes(ctx context.Context, id string) (*vmstate.State, *pr
 	var ps protocol.PsResponse
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
-	if err := agentclientFor(r.Store.Dir(id)).Call(cctx, protocol.MethodPs, nil, &ps); err != nil {
+	if err := agentclient.ForStateDir(r.Store.Dir(id)).Call(cctx, protocol.MethodPs, nil, &ps); err != nil {
 		return st, nil, err
 	}
 	return st, &ps, nil

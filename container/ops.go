@@ -183,7 +183,7 @@ func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
 		waitGone(st.Shim, 2*time.Second)
 	}
 	stopQEMU(dir, st.QEMU)
-	for _, p := range append([]vmstate.Process{st.Shim}, execShims(st)...) {
+	for _, p := range append([]vmstate.Process{st.Shim}, st.ExecShims()...) {
 		if p.Alive() {
 			unix.Kill(p.Pid, unix.SIGKILL)
 			waitGone(p, 2*time.Second)
@@ -203,13 +203,3 @@ func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
 		r.warn("remove cgroups: %v", err)
 	}
 }
-
-func execShims(st *vmstate.State) []vmstate.Process {
-	var ps []vmstate.Process
-	for _, e := range st.Execs {
-		ps = append(ps, e.Shim)
-	}
-	return ps
-}
-
-var agentclientFor = agentclient.ForStateDir

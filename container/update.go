@@ -6,6 +6,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kabuto-runtime/kabuto/agentclient"
 	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/vmstate"
 )
@@ -33,5 +34,5 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
-	return agentclientFor(r.Store.Dir(id)).Call(cctx, protocol.MethodUpdate, protocol.UpdateRequest{Resources: res}, nil)
+	return agentclient.ForStateDir(r.Store.Dir(id)).Call(cctx, protocol.MethodUpdate, protocol.UpdateRequest{Resources: res}, nil)
 }

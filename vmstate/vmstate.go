@@ -167,6 +167,15 @@ type State struct {
 	Execs []ExecRecord `json:"execs,omitempty"`
 }
 
+// ExecShims returns the recorded shims of exec'd processes.
+func (s *State) ExecShims() []Process {
+	var ps []Process
+	for _, e := range s.Execs {
+		ps = append(ps, e.Shim)
+	}
+	return ps
+}
+
 // Status derives the container's status from live facts.
 func (s *State) Status() string {
 	alive := s.Shim.Alive() && s.QEMU.Alive()
