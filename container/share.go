@@ -51,7 +51,7 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		NoPivot:     noPivot,
 	}
 	for i, m := range spec.Mounts {
-		if !isBind(m) {
+		if !protocol.IsBindMount(m) {
 			continue
 		}
 		src := m.Source

@@ -158,19 +158,6 @@ func RootfsPath(spec *specs.Spec, bundle string) (string, error) {
 	return p, nil
 }
 
-// isBind reports whether m is a bind mount (of a host path).
-func isBind(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
-}
-
 // hasNamespace returns the spec's namespace of type t.
 func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) (specs.LinuxNamespace, bool) {
 	if spec.Linux == nil {

@@ -1,6 +1,8 @@
 package container
 
 import (
+	"github.com/kabuto-runtime/kabuto/protocol"
+
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,8 +96,8 @@ func TestIsBind(t *testing.T) {
 		{specs.Mount{Type: "tmpfs", Options: []string{"nosuid"}}, false},
 		{specs.Mount{Type: "proc"}, false},
 	} {
-		if got := isBind(tc.m); got != tc.want {
-			t.Errorf("isBind(%+v) = %v", tc.m, got)
+		if got := protocol.IsBindMount(tc.m); got != tc.want {
+			t.Errorf("IsBindMount(%+v) = %v", tc.m, got)
 		}
 	}
 }

@@ -220,6 +220,21 @@ type NetworkRequest struct {
 	Park []string `json:"park,omitempty"`
 }
 
+// IsBindMount reports whether m binds a path (type "bind", or a bind/rbind
+// option). Both sides must agree on it: the host shares the sources of
+// exactly these mounts, and the agent resolves them in the share.
+func IsBindMount(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrFrameTooLarge is returned for frames longer than MaxFrame.
 var ErrFrameTooLarge = errors.New("protocol: frame too large")
 

@@ -388,7 +388,7 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 		shared[i] = true
 	}
 	for i, m := range spec.Mounts {
-		if isBindMount(m) && !shared[i] && !filepath.IsAbs(m.Source) {
+		if protocol.IsBindMount(m) && !shared[i] && !filepath.IsAbs(m.Source) {
 			return nil, fmt.Errorf("bind mount %s has a relative source that is not shared", m.Destination)
 		}
 	}

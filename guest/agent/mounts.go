@@ -192,18 +192,6 @@ func finalizeRootfs(spec *specs.Spec) error {
 	return nil
 }
 
-func isBindMount(m specs.Mount) bool {
-	if m.Type == "bind" {
-		return true
-	}
-	for _, o := range m.Options {
-		if o == "bind" || o == "rbind" {
-			return true
-		}
-	}
-	return false
-}
-
 // mountOne mounts m under rootfs. Bind sources that came from the host are
 // relative to the share (the host rewrote them), anything else is a guest path.
 func mountOne(rootfs string, m specs.Mount) error {
@@ -212,7 +200,7 @@ func mountOne(rootfs string, m specs.Mount) error {
 		return err
 	}
 	flags, prop, data := parseMountOptions(m.Options)
-	if isBindMount(m) {
+	if protocol.IsBindMount(m) {
 		src := m.Source
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(protocol.ShareMount, src)

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"github.com/kabuto-runtime/kabuto/protocol"
+
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,8 +55,8 @@ func TestIsBindMount(t *testing.T) {
 		{specs.Mount{Type: "", Options: []string{"bind"}}, true},
 		{specs.Mount{Type: "tmpfs", Options: []string{"nosuid"}}, false},
 	} {
-		if got := isBindMount(tc.m); got != tc.want {
-			t.Errorf("isBindMount(%+v) = %v", tc.m, got)
+		if got := protocol.IsBindMount(tc.m); got != tc.want {
+			t.Errorf("IsBindMount(%+v) = %v", tc.m, got)
 		}
 	}
 }
