@@ -191,6 +191,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		}
 		vm.Tap = network.TapName
 		st.GuestMAC = vm.NICMAC
+		st.ResolvConf = resolvConfSource(spec)
 	}
 	st.VCPUs, st.MemoryMiB = vm.VCPUs, vm.MemoryMiB
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -548,6 +549,10 @@ func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.St
 		}
 		st.NetLink = link.Attrs().Name
 		req, err = network.Describe(link, st.GuestMAC)
+		if req != nil {
+			st.DNSRelay = dnsRelayServers(st.ResolvConf)
+			req.DNSRelay = st.DNSRelay
+		}
 		return err
 	})
 	if err != nil {

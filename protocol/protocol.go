@@ -3,9 +3,10 @@
 // boundary imports.
 //
 // Transport: one virtio-serial port carries a yamux session; the host is the
-// yamux client, the agent the server, and only the host opens streams. Every
-// stream begins with one Request frame from the host and one Response frame from
-// the agent. For an RPC the stream then ends. For an attach (stdin, stdout,
+// yamux client, the agent the server. The host opens every stream but one
+// kind: the agent opens a MethodDNS stream per relayed DNS query. Every
+// host-opened stream begins with one Request frame from the host and one
+// Response frame from the agent. For an RPC the stream then ends. For an attach (stdin, stdout,
 // stderr of a process) raw bytes follow the response until either side closes.
 //
 // Framing: a 4-byte big-endian length followed by that many bytes of JSON. A
@@ -42,21 +43,24 @@ const (
 
 // Methods. Attach* methods turn the stream into a byte pipe after the response.
 const (
-	MethodHello       = "hello"
-	MethodCreate      = "create"       // CreateRequest -> CreateResponse
-	MethodStart       = "start"        // Empty -> Empty
-	MethodExec        = "exec"         // ExecRequest -> ExecResponse (process created, running)
-	MethodSignal      = "signal"       // SignalRequest -> Empty
-	MethodWait        = "wait"         // ProcessRef -> WaitResponse (blocks until exit)
-	MethodResize      = "resize"       // ResizeRequest -> Empty
-	MethodCloseStdin  = "close-stdin"  // ProcessRef -> Empty
-	MethodPs          = "ps"           // Empty -> PsResponse
-	MethodStats       = "stats"        // Empty -> StatsResponse
-	MethodUpdate      = "update"       // UpdateRequest -> Empty
-	MethodFreeze      = "freeze"       // Empty -> Empty (cgroup freezer)
-	MethodThaw        = "thaw"         // Empty -> Empty
-	MethodShutdown    = "shutdown"     // Empty -> Empty (sync, then power off)
-	MethodNetwork     = "network"      // NetworkRequest -> Empty (configure guest NICs)
+	MethodHello      = "hello"
+	MethodCreate     = "create"      // CreateRequest -> CreateResponse
+	MethodStart      = "start"       // Empty -> Empty
+	MethodExec       = "exec"        // ExecRequest -> ExecResponse (process created, running)
+	MethodSignal     = "signal"      // SignalRequest -> Empty
+	MethodWait       = "wait"        // ProcessRef -> WaitResponse (blocks until exit)
+	MethodResize     = "resize"      // ResizeRequest -> Empty
+	MethodCloseStdin = "close-stdin" // ProcessRef -> Empty
+	MethodPs         = "ps"          // Empty -> PsResponse
+	MethodStats      = "stats"       // Empty -> StatsResponse
+	MethodUpdate     = "update"      // UpdateRequest -> Empty
+	MethodFreeze     = "freeze"      // Empty -> Empty (cgroup freezer)
+	MethodThaw       = "thaw"        // Empty -> Empty
+	MethodShutdown   = "shutdown"    // Empty -> Empty (sync, then power off)
+	MethodNetwork    = "network"     // NetworkRequest -> Empty (configure guest NICs)
+	// MethodDNS is the one stream the agent opens towards the host: a
+	// DNSQuery header, then one DNS message each way (see WriteDNSMessage).
+	MethodDNS         = "dns"
 	MethodAttachStdin = "attach-stdin" // ProcessRef; host writes, agent reads; host close = EOF
 	MethodAttachOut   = "attach-stdout"
 	MethodAttachErr   = "attach-stderr" // not used for terminal processes
@@ -218,6 +222,51 @@ type NetworkRequest struct {
 	// Park lists guest NICs (by MAC) that mirror nothing: the agent moves
 	// them out of the container's sight (docker's --network none).
 	Park []string `json:"park,omitempty"`
+	// DNSRelay lists loopback nameservers of the container's resolv.conf
+	// (docker's embedded DNS at 127.0.0.11): they exist only in the host
+	// namespace, so the agent answers on them in the guest and relays each
+	// query to the host.
+	DNSRelay []string `json:"dnsRelay,omitempty"`
+}
+
+// DNSQuery heads a MethodDNS stream: which relayed nameserver the query is
+// for, and whether the guest client used TCP.
+type DNSQuery struct {
+	Server string `json:"server"`
+	TCP    bool   `json:"tcp,omitempty"`
+}
+
+// MaxDNSMessage bounds one relayed DNS message (the TCP framing's limit).
+const MaxDNSMessage = 65535
+
+// WriteDNSMessage writes one DNS message with DNS-over-TCP framing (a
+// big-endian 16-bit length first).
+func WriteDNSMessage(w io.Writer, msg []byte) error {
+	if len(msg) == 0 || len(msg) > MaxDNSMessage {
+		return fmt.Errorf("dns message of %d bytes", len(msg))
+	}
+	b := make([]byte, 2+len(msg))
+	b[0], b[1] = byte(len(msg)>>8), byte(len(msg))
+	copy(b[2:], msg)
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadDNSMessage reads one message written by WriteDNSMessage.
+func ReadDNSMessage(r io.Reader) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(hdr[0])<<8 | int(hdr[1])
+	if n == 0 {
+		return nil, errors.New("empty dns message")
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, err
+	}
+	return msg, nil
 }
 
 // IsBindMount reports whether m binds a path (type "bind", or a bind/rbind

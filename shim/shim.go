@@ -180,6 +180,7 @@ func startHub(dir string) (*hub, error) {
 	}
 	h := &hub{sess: sess, ln: ln}
 	go h.serve()
+	go h.serveGuestStreams(dir)
 	return h, nil
 }
 

@@ -155,6 +155,11 @@ type State struct {
 	GuestMAC      string `json:"guestMac,omitempty"`
 	NetConfigured bool   `json:"netConfigured,omitempty"`
 	NetLink       string `json:"netLink,omitempty"`
+	// DNSRelay lists the loopback nameservers the guest relays to the shim
+	// (protocol.NetworkRequest.DNSRelay); the shim serves no other.
+	DNSRelay []string `json:"dnsRelay,omitempty"`
+	// ResolvConf is the host file bound at the container's /etc/resolv.conf.
+	ResolvConf string `json:"resolvConf,omitempty"`
 	// Mounts are host mount points kabuto made (under the state dir), in
 	// the order they were made.
 	Mounts []string `json:"mounts,omitempty"`

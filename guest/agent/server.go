@@ -52,6 +52,10 @@ type agent struct {
 	setupDone chan struct{}
 	setupErr  error
 	lateOnce  sync.Once
+	// sess is the current host session (the DNS relay opens streams on it).
+	sessMu sync.Mutex
+	sess   *yamux.Session
+	dns    *dnsRelay
 }
 
 func (a *agent) startLateSetup() {
@@ -82,6 +86,7 @@ func (a *agent) ready() error {
 
 func serve() error {
 	a := &agent{procs: newProcTable(), msize: 512 * 1024, started: time.Now(), setupDone: make(chan struct{})}
+	a.dns = newDNSRelay(a)
 	if err := earlySetup(); err != nil {
 		return err
 	}
@@ -133,6 +138,7 @@ func serve() error {
 		if err != nil {
 			return err
 		}
+		a.setSession(sess)
 		for {
 			s, err := sess.AcceptStream()
 			if err != nil {
@@ -301,7 +307,10 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 		if err := decode(params, &req); err != nil {
 			return nil, err
 		}
-		return nil, configureNetwork(&req)
+		if err := configureNetwork(&req); err != nil {
+			return nil, err
+		}
+		return nil, a.startDNSRelay(req.DNSRelay)
 	case protocol.MethodShutdown:
 		go func() {
 			time.Sleep(10 * time.Millisecond)

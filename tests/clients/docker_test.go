@@ -5,7 +5,9 @@ package clients
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -281,5 +283,69 @@ func TestDockerUpdate(t *testing.T) {
 	r = docker(t, "update", "--memory", "2g", "--memory-swap", "4g", id)
 	if r.code == 0 || !strings.Contains(r.stderr, "no memory hotplug") {
 		t.Errorf("update beyond the VM: %d %s", r.code, r.stderr)
+	}
+}
+
+// Two containers on a user-defined network find each other by name through
+// docker's embedded DNS (127.0.0.11), which the guest relays to the host.
+func TestDockerUserNetworkDNS(t *testing.T) {
+	const netName = "kabuto-test-net"
+	docker(t, "network", "rm", netName)
+	mustDocker(t, "network", "create", netName)
+	t.Cleanup(func() { docker(t, "network", "rm", netName) })
+	container(t, "--network", netName, "--name", "kabuto-web", image, "httpd", "-f", "-p", "80", "-h", "/www")
+	r := drun(t, "--rm", "--network", netName, image, "sh", "-c",
+		// busybox's static wget resolves names through glibc's NSS, which the
+		// image lacks: nslookup (busybox's own resolver) asks the DNS.
+		`cat /etc/resolv.conf; ip=$(nslookup kabuto-web | awk '/^Address/ && !/127.0.0.11/ {print $NF}' | tail -1); echo "ip=$ip"; `+
+			`for i in 1 2 3 4 5; do wget -q -O - http://$ip/index.html && exit 0; sleep 1; done; exit 1`)
+	if r.code != 0 || !strings.Contains(r.stdout, "nameserver 127.0.0.11") || !strings.Contains(r.stdout, "hello from kabuto") {
+		t.Errorf("by name on %s: exit %d %q %s", netName, r.code, r.stdout, r.stderr)
+	}
+	// A name docker does not know fails cleanly (NXDOMAIN relayed, no hang).
+	r = drun(t, "--rm", "--network", netName, image, "nslookup", "no-such-container")
+	if r.code == 0 {
+		t.Errorf("unknown name resolved: %q", r.stdout)
+	}
+}
+
+// --shm-size sizes the container's /dev/shm (a tmpfs in the guest).
+func TestDockerShmSize(t *testing.T) {
+	r := drun(t, "--rm", "--shm-size", "96m", image, "sh", "-c", "df -k /dev/shm | tail -1; dd if=/dev/zero of=/dev/shm/f bs=1M count=80 2>&1 >/dev/null && echo wrote")
+	f := strings.Fields(r.stdout)
+	if r.code != 0 || len(f) < 2 || f[1] != "98304" || !strings.Contains(r.stdout, "wrote") {
+		t.Errorf("--shm-size 96m: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A resize of a -t container's terminal (the docker API call the CLI makes
+// on SIGWINCH) reaches the terminal in the guest.
+func TestDockerTTYResize(t *testing.T) {
+	id := container(t, "-t", image, "sleep", "1000")
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
+		},
+	}}
+	for _, size := range [][2]int{{41, 123}, {25, 80}} {
+		resp, err := client.Post(fmt.Sprintf("http://docker/containers/%s/resize?h=%d&w=%d", id, size[0], size[1]), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("resize: %s", resp.Status)
+		}
+		want := fmt.Sprintf("%d %d", size[0], size[1])
+		var got string
+		for i := 0; i < 50 && got != want; i++ {
+			got = strings.TrimSpace(docker(t, "exec", id, "stty", "-F", "/dev/pts/0", "size").stdout)
+			if got != want {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if got != want {
+			t.Errorf("after resize to %s the guest terminal is %q", want, got)
+		}
 	}
 }
