@@ -104,3 +104,31 @@ func TestContainerdCtr(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// inTerminal runs a command on a fresh pseudo-terminal (util-linux script),
+// as a user at a shell would, typing stdin into it.
+func inTerminal(t *testing.T, stdin string, args ...string) out {
+	t.Helper()
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return run(t, stdin, "script", "-qec", "stty cols 97 rows 31; "+strings.Join(quoted, " "), "/dev/null")
+}
+
+func TestPodmanInteractiveTerminal(t *testing.T) {
+	args := append(append([]string{"podman", "--runtime", "/usr/local/bin/kabuto", "--cgroup-manager", "cgroupfs", "run"}, ulimits...),
+		"--rm", "-it", podmanImage, "sh", "-c", "tty; stty size; read line; echo got:$line; exit 3")
+	r := inTerminal(t, "typed-in\n", args...)
+	if r.code != 3 || !strings.Contains(r.stdout, "/dev/pts/0") || !strings.Contains(r.stdout, "31 97") || !strings.Contains(r.stdout, "got:typed-in") {
+		t.Errorf("podman run -it: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestDockerInteractiveTerminal(t *testing.T) {
+	r := inTerminal(t, "typed-in\n", "docker", "run", "--runtime", "kabuto", "--rm", "-it", image,
+		"sh", "-c", "tty; stty size; read line; echo got:$line; exit 3")
+	if r.code != 3 || !strings.Contains(r.stdout, "/dev/pts/0") || !strings.Contains(r.stdout, "31 97") || !strings.Contains(r.stdout, "got:typed-in") {
+		t.Errorf("docker run -it: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
