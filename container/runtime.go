@@ -173,24 +173,34 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 
 	vm := r.vmFor(o.ID, h.Dir, spec, accel.Name)
 	if netnsPath != "" {
-		// One NIC, whatever the namespace holds now: docker moves its veth
-		// in during the prestart hook (20.10) or after create (28+), and
-		// microvm has no hotplug. The NIC takes the veth's MAC when known.
+		// One NIC per interface the namespace holds now (podman's), at least
+		// one: docker moves its veth in during the prestart hook (20.10) or
+		// after create (28+), and microvm has no hotplug. A NIC takes its
+		// interface's MAC when known.
+		var macs []string
 		err := netns.Do(netnsPath, func() error {
-			link, err := network.Candidate()
-			if err == nil && link != nil {
-				vm.NICMAC = link.Attrs().HardwareAddr.String()
+			links, err := network.Candidates()
+			for _, l := range links {
+				macs = append(macs, l.Attrs().HardwareAddr.String())
 			}
 			return err
 		})
 		if err != nil {
 			return nil, err
 		}
-		if vm.NICMAC == "" {
-			vm.NICMAC = network.RandomMAC()
+		if len(macs) > network.MaxNICs {
+			return nil, fmt.Errorf("the network namespace has %d interfaces; a VM takes at most %d", len(macs), network.MaxNICs)
 		}
-		vm.Tap = network.TapName
-		st.GuestMAC = vm.NICMAC
+		if len(macs) == 0 {
+			macs = []string{network.RandomMAC()}
+		}
+		for i, mac := range macs {
+			if mac == "" {
+				mac = network.RandomMAC()
+			}
+			vm.NICs = append(vm.NICs, qemu.NIC{MAC: mac, Tap: network.TapName(i)})
+			st.GuestMACs = append(st.GuestMACs, mac)
+		}
 		st.ResolvConf = resolvConfSource(spec)
 	}
 	st.VCPUs, st.MemoryMiB = vm.VCPUs, vm.MemoryMiB
@@ -535,40 +545,62 @@ func copySpec(s *specs.Spec) (*specs.Spec, error) {
 // (final), a NIC with nothing to mirror is parked out of the container's
 // sight.
 func (r *Runtime) connectNetwork(ctx context.Context, dir string, st *vmstate.State, final bool) error {
-	if st.GuestMAC == "" || st.NetConfigured {
+	if len(st.GuestMACs) == 0 || st.NetConfigured {
 		return nil
 	}
-	var req *protocol.NetworkRequest
+	req := &protocol.NetworkRequest{}
+	var links []string
 	err := netns.Do(st.NetNS, func() error {
-		link, err := network.Candidate()
-		if err != nil || link == nil {
+		cands, err := network.Candidates()
+		if err != nil || len(cands) == 0 {
 			return err
 		}
-		if err := network.Mirror(link, network.TapName); err != nil {
-			return err
+		macs := make([]string, len(cands))
+		for i, l := range cands {
+			macs[i] = l.Attrs().HardwareAddr.String()
 		}
-		st.NetLink = link.Attrs().Name
-		req, err = network.Describe(link, st.GuestMAC)
-		if req != nil {
-			st.DNSRelay = dnsRelayServers(st.ResolvConf)
-			req.DNSRelay = st.DNSRelay
+		pairs, unpaired := network.Pair(st.GuestMACs, macs)
+		for _, i := range unpaired {
+			// Came after the VM was made: microvm cannot hotplug a NIC.
+			r.warn("interface %s of the container's network namespace has no NIC in the VM (no hotplug); the container will not see it", cands[i].Attrs().Name)
 		}
-		return err
+		for n, i := range pairs {
+			if i < 0 {
+				req.Park = append(req.Park, st.GuestMACs[n])
+				continue
+			}
+			if err := network.Mirror(cands[i], network.TapName(n)); err != nil {
+				return err
+			}
+			d, err := network.Describe(cands[i], st.GuestMACs[n])
+			if err != nil {
+				return err
+			}
+			req.Interfaces = append(req.Interfaces, d.Interfaces...)
+			req.Routes = append(req.Routes, d.Routes...)
+			links = append(links, cands[i].Attrs().Name)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("connect the container's network: %w", err)
 	}
-	if req == nil {
+	if len(req.Interfaces) == 0 {
 		if !final {
 			return nil
 		}
-		req = &protocol.NetworkRequest{Park: []string{st.GuestMAC}}
+		// Nothing to mirror (docker's --network none): park every NIC.
+		req.Park = st.GuestMACs
+	} else {
+		st.DNSRelay = dnsRelayServers(st.ResolvConf)
+		req.DNSRelay = st.DNSRelay
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
 	if err := agentclient.ForStateDir(dir).Call(cctx, protocol.MethodNetwork, req, nil); err != nil {
 		return err
 	}
+	st.NetLinks = links
 	st.NetConfigured = true
 	return nil
 }

@@ -20,8 +20,11 @@ import (
 	"github.com/kabuto-runtime/kabuto/protocol"
 )
 
-// TapName is the tap QEMU opens for the container's (first) NIC.
-const TapName = "kbtap0"
+// MaxNICs bounds the NICs of one VM.
+const MaxNICs = 8
+
+// TapName is the tap QEMU opens for the container's NIC number i.
+func TapName(i int) string { return fmt.Sprintf("kbtap%d", i) }
 
 // RandomMAC returns a locally administered unicast MAC.
 func RandomMAC() string {
@@ -31,24 +34,56 @@ func RandomMAC() string {
 	return net.HardwareAddr(b).String()
 }
 
-// Candidate returns the interface the guest NIC should mirror: the first
-// non-loopback, non-tap interface, or nil when there is none (yet).
-func Candidate() (netlink.Link, error) {
+// Candidates returns the interfaces guest NICs should mirror: every
+// non-loopback, non-tap interface, in index order (none yet is not an error).
+func Candidates() ([]netlink.Link, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
+	var out []netlink.Link
 	for _, l := range links {
 		a := l.Attrs()
-		if a.Name == "lo" || a.Name == TapName || strings.HasPrefix(a.Name, "kbtap") {
+		if a.Name == "lo" || strings.HasPrefix(a.Name, "kbtap") || l.Type() == "tuntap" {
 			continue
 		}
-		if l.Type() == "tuntap" {
-			continue
-		}
-		return l, nil
+		out = append(out, l)
 	}
-	return nil, nil
+	return out, nil
+}
+
+// Pair assigns interfaces to guest NICs: an interface goes to the NIC that
+// already has its MAC, the rest to the free NICs in order. It returns, per
+// NIC, the index of its interface or -1, and the interfaces left without one.
+func Pair(nicMACs, ifaceMACs []string) (pairs []int, unpaired []int) {
+	pairs = make([]int, len(nicMACs))
+	taken := make([]bool, len(ifaceMACs))
+	for n, mac := range nicMACs {
+		pairs[n] = -1
+		for i, im := range ifaceMACs {
+			if !taken[i] && strings.EqualFold(im, mac) {
+				pairs[n], taken[i] = i, true
+				break
+			}
+		}
+	}
+	for n := range pairs {
+		if pairs[n] >= 0 {
+			continue
+		}
+		for i := range ifaceMACs {
+			if !taken[i] {
+				pairs[n], taken[i] = i, true
+				break
+			}
+		}
+	}
+	for i, t := range taken {
+		if !t {
+			unpaired = append(unpaired, i)
+		}
+	}
+	return pairs, unpaired
 }
 
 // Describe reads what the guest needs to mirror link: its MAC, MTU,

@@ -39,10 +39,9 @@ type VM struct {
 	ShareTag string
 	// PortName is the virtio-serial port name of the agent channel.
 	PortName string
-	// NICMAC, when set, gives the guest a virtio-net NIC with this MAC on a
-	// tap named Tap, created by QEMU in its (the container's) netns.
-	NICMAC string
-	Tap    string
+	// NICs gives the guest one virtio-net NIC each, with its MAC, on a tap
+	// of that name created by QEMU in its (the container's) netns.
+	NICs []NIC
 }
 
 // transport returns the suffix of virtio device names: microvm has virtio-mmio
@@ -126,17 +125,23 @@ func (vm *VM) Args() []string {
 		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
-	if vm.NICMAC != "" {
-		netdev := "tap,id=net0,ifname=" + vm.Tap + ",script=no,downscript=no"
+	for i, nic := range vm.NICs {
+		netdev := fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, nic.Tap)
 		if vm.Accel == "kvm" {
 			netdev += ",vhost=on"
 		}
-		a = append(a, "-netdev", netdev, "-device", "virtio-net-"+t+",netdev=net0,mac="+vm.NICMAC)
+		a = append(a, "-netdev", netdev, "-device", fmt.Sprintf("virtio-net-%s,netdev=net%d,mac=%s", t, i, nic.MAC))
 	}
 	if vm.Machine != "microvm" {
 		a = append(a, "-bios", "qboot.rom")
 	}
 	return a
+}
+
+// NIC is one guest network card and the host tap behind it.
+type NIC struct {
+	MAC string
+	Tap string
 }
 
 // qemuEscape doubles commas, QEMU's option-value escape.

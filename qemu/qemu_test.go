@@ -66,9 +66,22 @@ func TestArgs(t *testing.T) {
 			t.Errorf("args lack %q:\n%s", want, a)
 		}
 	}
+	if strings.Contains(a, "-netdev") {
+		t.Errorf("a VM without NICs has a netdev:\n%s", a)
+	}
+	vm.NICs = []NIC{{MAC: "02:00:00:00:00:01", Tap: "kbtap0"}, {MAC: "02:00:00:00:00:02", Tap: "kbtap1"}}
+	a = strings.Join(vm.Args(), " ")
+	for _, want := range []string{
+		"-netdev tap,id=net0,ifname=kbtap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=02:00:00:00:00:01",
+		"-netdev tap,id=net1,ifname=kbtap1,script=no,downscript=no -device virtio-net-device,netdev=net1,mac=02:00:00:00:00:02",
+	} {
+		if !strings.Contains(a, want) {
+			t.Errorf("args lack %q:\n%s", want, a)
+		}
+	}
 	vm.Machine, vm.Accel, vm.VCPUs, vm.Debug = "q35", "kvm", 2, true
 	a = strings.Join(vm.Args(), " ")
-	for _, want := range []string{"-device virtio-serial-pci", "virtio-9p-pci", "-cpu host", "kabuto.debug=1", "-bios qboot.rom"} {
+	for _, want := range []string{"-device virtio-serial-pci", "virtio-9p-pci", "-cpu host", "kabuto.debug=1", "-bios qboot.rom", "vhost=on", "virtio-net-pci,netdev=net1"} {
 		if !strings.Contains(a, want) {
 			t.Errorf("q35/kvm args lack %q:\n%s", want, a)
 		}

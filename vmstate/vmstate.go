@@ -150,11 +150,12 @@ type State struct {
 	// says kabuto created it (and bind-mounted it at NetNS) and removes it.
 	NetNS    string `json:"netns,omitempty"`
 	OwnNetNS bool   `json:"ownNetns,omitempty"`
-	// GuestMAC is the MAC QEMU gave the guest NIC ("" without one); once
-	// NetConfigured, the NIC mirrors NetLink of the namespace.
-	GuestMAC      string `json:"guestMac,omitempty"`
-	NetConfigured bool   `json:"netConfigured,omitempty"`
-	NetLink       string `json:"netLink,omitempty"`
+	// GuestMACs are the MACs QEMU gave the guest NICs (none without a
+	// network namespace); once NetConfigured, they mirror NetLinks of the
+	// namespace.
+	GuestMACs     []string `json:"guestMacs,omitempty"`
+	NetConfigured bool     `json:"netConfigured,omitempty"`
+	NetLinks      []string `json:"netLinks,omitempty"`
 	// DNSRelay lists the loopback nameservers the guest relays to the shim
 	// (protocol.NetworkRequest.DNSRelay); the shim serves no other.
 	DNSRelay []string `json:"dnsRelay,omitempty"`

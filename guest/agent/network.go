@@ -21,6 +21,25 @@ func configureNetwork(req *protocol.NetworkRequest) error {
 	if len(req.Interfaces) > 16 || len(req.Routes) > 256 {
 		return errors.New("network: too many interfaces or routes")
 	}
+	// The kernel named the NICs eth0, eth1, …, in its own order; the host's
+	// names may be the same ones swapped. Move every NIC out of the way first.
+	names := map[string]bool{}
+	for i, iface := range req.Interfaces {
+		if names[iface.Name] {
+			return fmt.Errorf("network: interface name %q given twice", iface.Name)
+		}
+		names[iface.Name] = true
+		link, err := linkByMAC(iface.GuestMAC)
+		if err != nil {
+			return fmt.Errorf("network: %s: %w", iface.Name, err)
+		}
+		if err := netlink.LinkSetDown(link); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetName(link, fmt.Sprintf("kbnic%d", i)); err != nil {
+			return fmt.Errorf("network: %s: rename: %w", iface.Name, err)
+		}
+	}
 	for _, iface := range req.Interfaces {
 		if err := configureInterface(iface); err != nil {
 			return fmt.Errorf("network: %s: %w", iface.Name, err)

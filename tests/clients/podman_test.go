@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,38 @@ func TestDockerInteractiveTerminal(t *testing.T) {
 		"sh", "-c", "tty; stty size; read line; echo got:$line; exit 3")
 	if r.code != 3 || !strings.Contains(r.stdout, "/dev/pts/0") || !strings.Contains(r.stdout, "31 97") || !strings.Contains(r.stdout, "got:typed-in") {
 		t.Errorf("docker run -it: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A container on two podman networks gets one guest NIC per interface, each
+// reaching its own gateway; containers find each other by name through
+// aardvark-dns (a nameserver on the bridge, reached through the NIC).
+func TestPodmanTwoNetworksAndNames(t *testing.T) {
+	nets := []string{"kabuto-test-n1", "kabuto-test-n2"}
+	gws := make([]string, len(nets))
+	for i, n := range nets {
+		podman(t, "", "network", "rm", "-f", n)
+		if r := podman(t, "", "network", "create", "--subnet", fmt.Sprintf("10.123.%d.0/24", i), n); r.code != 0 {
+			t.Fatalf("network create: %s", r.stderr)
+		}
+		gws[i] = fmt.Sprintf("10.123.%d.1", i)
+		t.Cleanup(func() { podman(t, "", "network", "rm", "-f", n) })
+	}
+	r := podmanRun(t, "-d", "--name", "kabuto-pweb", "--network", nets[0], podmanImage, "httpd", "-f", "-p", "80", "-h", "/www")
+	if r.code != 0 {
+		t.Fatalf("run -d: %s", r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	defer func() {
+		podman(t, "", "rm", "-f", id)
+		checkGone(t, id)
+	}()
+	r = podmanRun(t, "--rm", "--cap-add", "NET_RAW", "--network", strings.Join(nets, ","), podmanImage, "sh", "-c",
+		"ls /sys/class/net | tr '\\n' ' '; echo; for gw in "+strings.Join(gws, " ")+"; do ping -c 1 -W 5 $gw >/dev/null && echo reached $gw; done; "+
+			"ip=$(nslookup kabuto-pweb | awk '/^Address/ {print $NF}' | tail -1); wget -q -O - http://$ip/index.html")
+	for _, want := range append([]string{"eth0 eth1 lo", "hello from kabuto"}, "reached "+gws[0], "reached "+gws[1]) {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("two networks: no %q in %q (exit %d) %s", want, r.stdout, r.code, r.stderr)
+		}
 	}
 }
