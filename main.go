@@ -70,6 +70,7 @@ func newApp() *cli.App {
 			createCommand,
 			deleteCommand,
 			envCommand,
+			eventsCommand,
 			execCommand,
 			killCommand,
 			listCommand,

@@ -109,6 +109,22 @@ func (c *Client) Attach(ctx context.Context, method, id string) (net.Conn, error
 	return conn, nil
 }
 
+// Stream opens a stream for a method that goes on after its response
+// (protocol.MethodEvents): the caller reads frames from the connection and
+// closes it.
+func (c *Client) Stream(ctx context.Context, method string, params any) (net.Conn, error) {
+	conn, resp, err := c.open(ctx, method, params)
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Decode(method, nil); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
 // Hello waits for the agent to answer and checks its protocol version.
 func (c *Client) Hello(ctx context.Context) (*protocol.HelloResponse, error) {
 	var h protocol.HelloResponse

@@ -203,3 +203,127 @@ func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
 		r.warn("remove cgroups: %v", err)
 	}
 }
+
+// ErrStatsPaused: a paused container's VM has its vCPUs stopped, so its
+// agent cannot read the cgroup.
+var ErrStatsPaused = errors.New("cannot read the statistics of a paused container: its VM's vCPUs are stopped")
+
+// Stats reads the container's cgroup statistics in its guest.
+func (r *Runtime) Stats(ctx context.Context, id string) (*protocol.StatsResponse, error) {
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	switch st.Status() {
+	case vmstate.Stopped:
+		return nil, fmt.Errorf("container with id %s is not running", id)
+	case vmstate.Paused:
+		return nil, ErrStatsPaused
+	}
+	var s protocol.StatsResponse
+	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
+	defer cancel()
+	if err := agentclient.ForStateDir(r.Store.Dir(id)).Call(cctx, protocol.MethodStats, nil, &s); err != nil {
+		return nil, err
+	}
+	if s.Hugetlb == nil {
+		s.Hugetlb = map[string]protocol.HugetlbStats{}
+	}
+	return &s, nil
+}
+
+// Event is one event of `kabuto events`, runc's types.Event.
+type Event struct {
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	Data any    `json:"data,omitempty"`
+}
+
+// Events reports the container's statistics every interval and its OOM
+// kills as they happen, until the container's init exits (nil), ctx ends,
+// or the VM goes away. Statistics that cannot be read (a paused VM) are
+// skipped, as runc logs and skips them.
+func (r *Runtime) Events(ctx context.Context, id string, interval time.Duration, emit func(Event) error) error {
+	if interval <= 0 {
+		return errors.New("duration interval must be greater than 0")
+	}
+	st, err := r.Store.Load(id)
+	if err != nil {
+		return err
+	}
+	if st.Status() == vmstate.Stopped {
+		return fmt.Errorf("container with id %s is not running", id)
+	}
+	dir := r.Store.Dir(id)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The event stream: opened in the background, since a paused VM
+	// answers only once resumed.
+	type result struct {
+		ev  *protocol.Event
+		err error
+	}
+	frames := make(chan result, 1)
+	go func() {
+		send := func(f result) bool {
+			select {
+			case frames <- f:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		conn, err := agentclient.ForStateDir(dir).Stream(ctx, protocol.MethodEvents, nil)
+		if err != nil {
+			send(result{err: err})
+			return
+		}
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		for {
+			var ev protocol.Event
+			if err := protocol.ReadFrame(conn, &ev); err != nil {
+				send(result{err: err})
+				return
+			}
+			if !send(result{ev: &ev}) || ev.Type == protocol.EventExit {
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case f := <-frames:
+			if f.err != nil {
+				// The shim (and with it the channel) is gone once the
+				// container has stopped: that is the end, not a failure.
+				if st, lerr := r.Store.Load(id); lerr == nil && st.Status() == vmstate.Stopped || vmstate.IsNotExist(lerr) {
+					return nil
+				}
+				return fmt.Errorf("events of container %s: %w", id, f.err)
+			}
+			switch f.ev.Type {
+			case protocol.EventOOM:
+				if err := emit(Event{Type: "oom", ID: id}); err != nil {
+					return err
+				}
+			case protocol.EventExit:
+				return nil
+			}
+		case <-tick.C:
+			s, err := r.Stats(ctx, id)
+			if err != nil {
+				r.warn("events: %v", err)
+				continue
+			}
+			if err := emit(Event{Type: "stats", ID: id, Data: s}); err != nil {
+				return err
+			}
+		}
+	}
+}

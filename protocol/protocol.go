@@ -25,7 +25,7 @@ import (
 )
 
 // Version is bumped on any incompatible change to the messages below.
-const Version = 1
+const Version = 2
 
 // MaxFrame bounds one control message (a whole OCI spec fits easily).
 const MaxFrame = 4 << 20
@@ -53,11 +53,16 @@ const (
 	MethodCloseStdin = "close-stdin" // ProcessRef -> Empty
 	MethodPs         = "ps"          // Empty -> PsResponse
 	MethodStats      = "stats"       // Empty -> StatsResponse
-	MethodUpdate     = "update"      // UpdateRequest -> Empty
-	MethodFreeze     = "freeze"      // Empty -> Empty (cgroup freezer)
-	MethodThaw       = "thaw"        // Empty -> Empty
-	MethodShutdown   = "shutdown"    // Empty -> Empty (sync, then power off)
-	MethodNetwork    = "network"     // NetworkRequest -> Empty (configure guest NICs)
+	// MethodEvents answers Empty, then writes Event frames: one per OOM kill
+	// in the container's cgroup, and an EventExit frame when the init has
+	// exited, after which the agent closes the stream. The host ends it
+	// early by closing the stream.
+	MethodEvents   = "events"
+	MethodUpdate   = "update"   // UpdateRequest -> Empty
+	MethodFreeze   = "freeze"   // Empty -> Empty (cgroup freezer)
+	MethodThaw     = "thaw"     // Empty -> Empty
+	MethodShutdown = "shutdown" // Empty -> Empty (sync, then power off)
+	MethodNetwork  = "network"  // NetworkRequest -> Empty (configure guest NICs)
 	// MethodDNS is the one stream the agent opens towards the host: a
 	// DNSQuery header, then one DNS message each way (see WriteDNSMessage).
 	MethodDNS         = "dns"
@@ -126,6 +131,10 @@ type ExecRequest struct {
 	ID      string         `json:"id"`
 	Process *specs.Process `json:"process"`
 	Stdin   bool           `json:"stdin"`
+	// Cgroup is an existing sub-cgroup of the container's cgroup (a
+	// relative path) to run the process in, runc's exec --cgroup; empty
+	// means the container's cgroup.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
 // ExecResponse returns the guest pid of the exec'd process.
@@ -171,20 +180,152 @@ type PsResponse struct {
 	Processes []PsProcess `json:"processes"`
 }
 
-// StatsResponse carries the container's cgroup figures, named as runc's
-// events --stats JSON names them.
+// StatsResponse is the container's cgroup statistics in the guest, in the
+// shape and with the JSON names of runc's types.Stats (what `runc events`
+// prints as an event's data), filled from cgroup v2 files the way runc
+// fills them: figures v2 does not have stay zero.
 type StatsResponse struct {
-	CPUUsageTotal  uint64 `json:"cpuUsageTotal"`  // ns
-	CPUUsageUser   uint64 `json:"cpuUsageUser"`   // ns
-	CPUUsageKernel uint64 `json:"cpuUsageKernel"` // ns
-	MemoryUsage    uint64 `json:"memoryUsage"`    // bytes
-	MemoryLimit    uint64 `json:"memoryLimit"`    // bytes, 0 if unlimited
-	MemoryMaxUsage uint64 `json:"memoryMaxUsage"`
-	PidsCurrent    uint64 `json:"pidsCurrent"`
-	PidsLimit      uint64 `json:"pidsLimit"`
-	// MemoryStat is memory.stat of the container's cgroup.
-	MemoryStat map[string]uint64 `json:"memoryStat,omitempty"`
+	CPU      CPUStats                `json:"cpu"`
+	CPUSet   CPUSetStats             `json:"cpuset"`
+	Memory   MemoryStats             `json:"memory"`
+	Pids     PidsStats               `json:"pids"`
+	Blkio    BlkioStats              `json:"blkio"`
+	Hugetlb  map[string]HugetlbStats `json:"hugetlb"`
+	IntelRdt IntelRdtStats           `json:"intel_rdt"`
+	// NetworkInterfaces are the guest's NICs (the container shares the VM's
+	// network namespace).
+	NetworkInterfaces []*NetworkInterfaceStats `json:"network_interfaces"`
 }
+
+// CPUUsage is in nanoseconds (cpu.stat's usage_usec, user_usec, system_usec).
+type CPUUsage struct {
+	Total        uint64   `json:"total,omitempty"`
+	Percpu       []uint64 `json:"percpu,omitempty"`
+	PercpuKernel []uint64 `json:"percpu_kernel,omitempty"`
+	PercpuUser   []uint64 `json:"percpu_user,omitempty"`
+	Kernel       uint64   `json:"kernel"`
+	User         uint64   `json:"user"`
+}
+
+// Throttling is cpu.stat's nr_periods, nr_throttled and throttled_usec
+// (in nanoseconds).
+type Throttling struct {
+	Periods          uint64 `json:"periods,omitempty"`
+	ThrottledPeriods uint64 `json:"throttledPeriods,omitempty"`
+	ThrottledTime    uint64 `json:"throttledTime,omitempty"`
+}
+
+// CPUStats is runc's types.Cpu.
+type CPUStats struct {
+	Usage      CPUUsage   `json:"usage,omitempty"`
+	Throttling Throttling `json:"throttling,omitempty"`
+}
+
+// CPUSetStats is runc's types.CPUSet; cgroup v2 has the effective CPUs and
+// memory nodes only.
+type CPUSetStats struct {
+	CPUs                  []uint16 `json:"cpus,omitempty"`
+	CPUExclusive          uint64   `json:"cpu_exclusive"`
+	Mems                  []uint16 `json:"mems,omitempty"`
+	MemHardwall           uint64   `json:"mem_hardwall"`
+	MemExclusive          uint64   `json:"mem_exclusive"`
+	MemoryMigrate         uint64   `json:"memory_migrate"`
+	MemorySpreadPage      uint64   `json:"memory_spread_page"`
+	MemorySpreadSlab      uint64   `json:"memory_spread_slab"`
+	MemoryPressure        uint64   `json:"memory_pressure"`
+	SchedLoadBalance      uint64   `json:"sched_load_balance"`
+	SchedRelaxDomainLevel int64    `json:"sched_relax_domain_level"`
+}
+
+// MemoryEntry is one memory counter. Limit is math.MaxUint64 when there is
+// none, as runc reports cgroup v2's "max".
+type MemoryEntry struct {
+	Limit   uint64 `json:"limit"`
+	Usage   uint64 `json:"usage,omitempty"`
+	Max     uint64 `json:"max,omitempty"`
+	Failcnt uint64 `json:"failcnt"`
+}
+
+// MemoryStats is runc's types.Memory. As runc does on cgroup v2, Swap is
+// memory plus swap (cgroup v1's memsw), Cache is memory.stat's file and Raw
+// is memory.stat.
+type MemoryStats struct {
+	Cache     uint64            `json:"cache,omitempty"`
+	Usage     MemoryEntry       `json:"usage,omitempty"`
+	Swap      MemoryEntry       `json:"swap,omitempty"`
+	Kernel    MemoryEntry       `json:"kernel,omitempty"`
+	KernelTCP MemoryEntry       `json:"kernelTCP,omitempty"`
+	Raw       map[string]uint64 `json:"raw,omitempty"`
+}
+
+// PidsStats is pids.current and pids.max (0: no limit).
+type PidsStats struct {
+	Current uint64 `json:"current,omitempty"`
+	Limit   uint64 `json:"limit,omitempty"`
+}
+
+// BlkioEntry is one device's figure for one operation ("Read", "Write").
+type BlkioEntry struct {
+	Major uint64 `json:"major,omitempty"`
+	Minor uint64 `json:"minor,omitempty"`
+	Op    string `json:"op,omitempty"`
+	Value uint64 `json:"value,omitempty"`
+}
+
+// BlkioStats is runc's types.Blkio; io.stat fills the bytes and the
+// operations, as runc maps them.
+type BlkioStats struct {
+	IoServiceBytesRecursive []BlkioEntry `json:"ioServiceBytesRecursive,omitempty"`
+	IoServicedRecursive     []BlkioEntry `json:"ioServicedRecursive,omitempty"`
+	IoQueuedRecursive       []BlkioEntry `json:"ioQueueRecursive,omitempty"`
+	IoServiceTimeRecursive  []BlkioEntry `json:"ioServiceTimeRecursive,omitempty"`
+	IoWaitTimeRecursive     []BlkioEntry `json:"ioWaitTimeRecursive,omitempty"`
+	IoMergedRecursive       []BlkioEntry `json:"ioMergedRecursive,omitempty"`
+	IoTimeRecursive         []BlkioEntry `json:"ioTimeRecursive,omitempty"`
+	SectorsRecursive        []BlkioEntry `json:"sectorsRecursive,omitempty"`
+}
+
+// HugetlbStats is one huge page size's hugetlb.<size>.current and the
+// "max" count of hugetlb.<size>.events.
+type HugetlbStats struct {
+	Usage   uint64 `json:"usage,omitempty"`
+	Max     uint64 `json:"max,omitempty"`
+	Failcnt uint64 `json:"failcnt"`
+}
+
+// IntelRdtStats is always empty: the guest has no resctrl.
+type IntelRdtStats struct{}
+
+// NetworkInterfaceStats is runc's types.NetworkInterface (no JSON tags
+// there either).
+type NetworkInterfaceStats struct {
+	Name      string
+	RxBytes   uint64
+	RxPackets uint64
+	RxErrors  uint64
+	RxDropped uint64
+	TxBytes   uint64
+	TxPackets uint64
+	TxErrors  uint64
+	TxDropped uint64
+}
+
+// Event is one frame the agent writes on a MethodEvents stream.
+type Event struct {
+	// Type is EventOOM or EventExit.
+	Type string `json:"type"`
+	// OOMKills is memory.events' oom_kill count of the container's cgroup
+	// (EventOOM).
+	OOMKills uint64 `json:"oomKills,omitempty"`
+	// ExitCode is the init's exit status (EventExit, the last frame).
+	ExitCode int `json:"exitCode,omitempty"`
+}
+
+// Event types.
+const (
+	EventOOM  = "oom"
+	EventExit = "exit"
+)
 
 // UpdateRequest changes the container's cgroup resources in the guest.
 type UpdateRequest struct {

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/kabuto-runtime/kabuto/protocol"
 )
 
 // The guest is cgroup v2 only; the container lives in containerCgroup.
@@ -240,22 +238,6 @@ func readKV(path string) map[string]uint64 {
 		}
 	}
 	return m
-}
-
-func cgroupStats(cg string) *protocol.StatsResponse {
-	cpu := readKV(filepath.Join(cg, "cpu.stat"))
-	s := &protocol.StatsResponse{
-		CPUUsageTotal:  cpu["usage_usec"] * 1000,
-		CPUUsageUser:   cpu["user_usec"] * 1000,
-		CPUUsageKernel: cpu["system_usec"] * 1000,
-		MemoryUsage:    readUint(filepath.Join(cg, "memory.current")),
-		MemoryLimit:    readUint(filepath.Join(cg, "memory.max")),
-		MemoryMaxUsage: readUint(filepath.Join(cg, "memory.peak")),
-		PidsCurrent:    readUint(filepath.Join(cg, "pids.current")),
-		PidsLimit:      readUint(filepath.Join(cg, "pids.max")),
-		MemoryStat:     readKV(filepath.Join(cg, "memory.stat")),
-	}
-	return s
 }
 
 // cgroupPids lists the pids in the cgroup.

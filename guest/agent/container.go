@@ -460,13 +460,17 @@ func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) 
 	if req.Process == nil || len(req.Process.Args) == 0 {
 		return nil, errors.New("exec: process.args must not be empty")
 	}
+	cg, err := subCgroup(c.cgroup, req.Cgroup)
+	if err != nil {
+		return nil, err
+	}
 	if err := a.procs.reserve(req.ID); err != nil {
 		return nil, err
 	}
 	p := newProcess(req.ID, req.Process.Terminal)
 	cfg := &childConfig{Process: req.Process, stdinWanted: req.Stdin}
 	env := []string{"PATH=/bin", "_KABUTO_NSENTER_PID=" + strconv.Itoa(c.init.pid)}
-	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, c.cgroup, true)
+	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, cg, true)
 	if err != nil {
 		a.procs.release(req.ID)
 		return nil, err
@@ -476,6 +480,32 @@ func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) 
 		return nil, err
 	}
 	return &protocol.ExecResponse{Pid: sp.pid}, nil
+}
+
+// subCgroup resolves exec's --cgroup: an existing cgroup below the
+// container's (the container's own for an empty sub).
+func subCgroup(cg, sub string) (string, error) {
+	if sub == "" {
+		return cg, nil
+	}
+	clean := filepath.Clean("/" + sub)
+	if clean == "/" {
+		return cg, nil
+	}
+	for _, part := range strings.Split(sub, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("invalid sub-cgroup %q: it must stay inside the container's cgroup", sub)
+		}
+	}
+	path := filepath.Join(cg, clean)
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("sub-cgroup %q of the container does not exist", sub)
+	}
+	if _, err := os.Stat(filepath.Join(path, "cgroup.procs")); err != nil {
+		return "", fmt.Errorf("%q is not a cgroup", sub)
+	}
+	return path, nil
 }
 
 func (a *agent) signal(req *protocol.SignalRequest) error {
@@ -488,16 +518,47 @@ func (a *agent) signal(req *protocol.SignalRequest) error {
 		if c == nil {
 			return errors.New("no container")
 		}
-		for _, pid := range cgroupPids(c.cgroup) {
-			unix.Kill(pid, sig)
-		}
-		return nil
+		return signalAll(c.cgroup, sig)
 	}
 	p, err := a.procs.get(req.ID)
 	if err != nil {
 		return err
 	}
 	return p.signal(sig)
+}
+
+// treePids lists the pids of cg and of every cgroup below it (exec
+// --cgroup, or the container's own sub-cgroups).
+func treePids(cg string) []int {
+	var pids []int
+	filepath.WalkDir(cg, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			pids = append(pids, cgroupPids(path)...)
+		}
+		return nil
+	})
+	return pids
+}
+
+// signalAll sends sig to every process of the container, as runc's kill
+// --all does: SIGKILL through cgroup.kill (atomic, forks cannot escape it),
+// other signals with the cgroup frozen so that no new process is missed.
+func signalAll(cg string, sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		if err := writeCgroupFile(filepath.Join(cg, "cgroup.kill"), "1"); err == nil {
+			return nil
+		}
+	}
+	if err := freeze(cg, true); err != nil {
+		logf("kill --all: freeze: %v", err)
+	}
+	for _, pid := range treePids(cg) {
+		unix.Kill(pid, sig)
+	}
+	if err := freeze(cg, false); err != nil {
+		return fmt.Errorf("thaw the container after signalling it: %w", err)
+	}
+	return nil
 }
 
 func (a *agent) ps() (*protocol.PsResponse, error) {
@@ -512,7 +573,7 @@ func (a *agent) ps() (*protocol.PsResponse, error) {
 		}
 	}
 	resp := &protocol.PsResponse{Processes: []protocol.PsProcess{}}
-	for _, pid := range cgroupPids(c.cgroup) {
+	for _, pid := range treePids(c.cgroup) {
 		pp := protocol.PsProcess{Pid: pid, Exec: byPid[pid]}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
 			pp.Cmd = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))

@@ -198,6 +198,17 @@ func (a *agent) handle(s *yamux.Stream) {
 	case protocol.MethodAttachStdin, protocol.MethodAttachOut, protocol.MethodAttachErr:
 		a.attach(s, req)
 		return
+	case protocol.MethodEvents:
+		// A stream of events: streamEvents answers, then writes frames.
+		err := a.ready()
+		if err == nil {
+			err = a.streamEvents(s)
+		}
+		if err != nil {
+			protocol.WriteFrame(s, protocol.Reply(nil, err))
+		}
+		s.Close()
+		return
 	}
 	var result any
 	var err error
