@@ -15,6 +15,8 @@ import (
 	"github.com/blang/semver"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-tools/validate"
+
+	"github.com/kabuto-runtime/kabuto/guest/seccomp"
 )
 
 // LoadSpec reads and validates <bundle>/config.json.
@@ -64,6 +66,11 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 			return fmt.Errorf("config.json: namespace %q is listed twice", ns.Type)
 		}
 		seen[ns.Type] = true
+	}
+	// The guest compiles linux.seccomp in the container process; a profile
+	// it would refuse fails here, before a VM starts.
+	if err := seccomp.Validate(spec.Linux.Seccomp); err != nil {
+		return fmt.Errorf("config.json: %w", err)
 	}
 	// Validate the spec as the guest sees it: a network namespace given by
 	// path is a host namespace (QEMU lives there); inside the VM the

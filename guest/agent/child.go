@@ -13,6 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/guest/seccomp"
 )
 
 // A container process is this binary re-executed in one of two child modes.
@@ -36,8 +38,18 @@ type childConfig struct {
 	NoPivot bool           `json:"noPivot,omitempty"`
 	// NewCgroupNS: unshare the cgroup namespace once in the cgroup.
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+	// Seccomp: the container's profile, for the init and exec'd processes.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 	// stdinWanted: the agent gives the child a stdin pipe (agent side only).
 	stdinWanted bool
+}
+
+// specSeccomp is the spec's seccomp profile, nil without one.
+func specSeccomp(s *specs.Spec) *specs.LinuxSeccomp {
+	if s == nil || s.Linux == nil {
+		return nil
+	}
+	return s.Linux.Seccomp
 }
 
 // childMain runs in the child; it never returns: it execs or exits.
@@ -65,12 +77,16 @@ func childMain(mode string) {
 		}
 		caps = &m
 	}
+	filter, err := seccomp.Compile(cfg.Seccomp)
+	if err != nil {
+		fail(err)
+	}
 	fmt.Fprintln(status, "ready")
 	var b [1]byte
 	if n, _ := os.NewFile(fdStart, "start").Read(b[:]); n != 1 {
 		os.Exit(1)
 	}
-	if err := finalizeChild(&cfg, caps); err != nil {
+	if err := finalizeChild(&cfg, caps, filter); err != nil {
 		fail(err)
 	}
 	unix.Close(fdConfig)
@@ -147,8 +163,13 @@ func prepareChild(mode string, cfg *childConfig) (string, error) {
 	return lookPath(p.Args[0], p.Env)
 }
 
-// finalizeChild drops to the process's identity and privileges.
-func finalizeChild(cfg *childConfig, caps *capMasks) error {
+// finalizeChild drops to the process's identity and privileges and loads
+// the seccomp filter (nil: none). As in runc: without no_new_privs, loading
+// a filter takes CAP_SYS_ADMIN, so it goes in before the privileges are
+// dropped, and the profile must allow what follows (prctl, capset,
+// setgroups, setresgid, setresuid, execve); with no_new_privs it goes in
+// last, just before the exec.
+func finalizeChild(cfg *childConfig, caps *capMasks, filter *seccomp.Filter) error {
 	p := cfg.Process
 	if p.User.Umask != nil {
 		unix.Umask(int(*p.User.Umask))
@@ -156,6 +177,11 @@ func finalizeChild(cfg *childConfig, caps *capMasks) error {
 		unix.Umask(0o022)
 	}
 	last := lastCap()
+	if !p.NoNewPrivileges {
+		if err := filter.Load(); err != nil {
+			return err
+		}
+	}
 	if caps != nil {
 		if err := dropBounding(caps.bounding, last); err != nil {
 			return err
@@ -178,6 +204,9 @@ func finalizeChild(cfg *childConfig, caps *capMasks) error {
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+		if err := filter.Load(); err != nil {
+			return err
 		}
 	}
 	return nil

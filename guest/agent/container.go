@@ -407,7 +407,7 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 		}
 	}
 	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, stdinWanted: req.Stdin,
-		NoPivot: req.NoPivot}
+		NoPivot: req.NoPivot, Seccomp: specSeccomp(spec)}
 	sys, newCgroupNS, err := cloneAttrs(spec)
 	if err != nil {
 		a.procs.release(protocol.InitProcess)
@@ -468,7 +468,7 @@ func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) 
 		return nil, err
 	}
 	p := newProcess(req.ID, req.Process.Terminal)
-	cfg := &childConfig{Process: req.Process, stdinWanted: req.Stdin}
+	cfg := &childConfig{Process: req.Process, stdinWanted: req.Stdin, Seccomp: specSeccomp(c.spec)}
 	env := []string{"PATH=/bin", "_KABUTO_NSENTER_PID=" + strconv.Itoa(c.init.pid)}
 	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, cg, true)
 	if err != nil {
