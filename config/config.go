@@ -52,6 +52,9 @@ type Hypervisor struct {
 	Accel string `toml:"accel" json:"accel"`
 	// TBSizeMiB is the TCG translation cache size (0 = QEMU's default).
 	TBSizeMiB int `toml:"tcg_tb_size_mib" json:"tcg_tb_size_mib"`
+	// FreePageReporting gives the guest a virtio-balloon whose free page
+	// reporting hands the RAM the guest frees back to the host.
+	FreePageReporting bool `toml:"free_page_reporting" json:"free_page_reporting"`
 	// DebugConsole keeps the guest's serial console in <state>/console.log
 	// and makes the kernel and agent verbose.
 	DebugConsole bool `toml:"debug_console" json:"debug_console"`
@@ -71,15 +74,16 @@ type Agent struct {
 func Default() *Config {
 	return &Config{
 		Hypervisor: Hypervisor{
-			Path:        "qemu-system-x86_64",
-			Kernel:      "/usr/share/kabuto/vmlinux",
-			Initrd:      "/usr/share/kabuto/kabuto-initrd.img",
-			MachineType: "microvm",
-			VCPUs:       1,
-			MaxVCPUs:    4,
-			MemoryMiB:   128,
-			Accel:       "auto",
-			Msize9P:     512000,
+			Path:              "qemu-system-x86_64",
+			Kernel:            "/usr/share/kabuto/vmlinux",
+			Initrd:            "/usr/share/kabuto/kabuto-initrd.img",
+			MachineType:       "microvm",
+			VCPUs:             1,
+			MaxVCPUs:          4,
+			MemoryMiB:         128,
+			Accel:             "auto",
+			Msize9P:           512000,
+			FreePageReporting: true,
 		},
 		Agent: Agent{
 			StartTimeoutSeconds:   60,

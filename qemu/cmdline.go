@@ -19,19 +19,22 @@ const (
 
 // VM is everything that shapes one QEMU command line.
 type VM struct {
-	Name         string
-	Binary       string
-	Kernel       string
-	Initrd       string
-	Machine      string // microvm, pc or q35
-	Accel        string // kvm or tcg
-	VCPUs        int
-	MemoryMiB    int
-	TBSizeMiB    int
-	TSCKHz       uint64
-	Msize9P      int
-	KernelParams string
-	Debug        bool
+	Name      string
+	Binary    string
+	Kernel    string
+	Initrd    string
+	Machine   string // microvm, pc or q35
+	Accel     string // kvm or tcg
+	VCPUs     int
+	MemoryMiB int
+	TBSizeMiB int
+	// FreePageReporting adds a virtio-balloon that reports free guest pages
+	// (the host then drops them from QEMU's memory).
+	FreePageReporting bool
+	TSCKHz            uint64
+	Msize9P           int
+	KernelParams      string
+	Debug             bool
 	// StateDir is QEMU's working directory and holds its sockets.
 	StateDir string
 	// ShareDir is exported to the guest over virtio-9p as protocol.ShareTag.
@@ -124,6 +127,9 @@ func (vm *VM) Args() []string {
 		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
 		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	}
+	if vm.FreePageReporting {
+		a = append(a, "-device", "virtio-balloon-"+t+",free-page-reporting=on")
 	}
 	for i, nic := range vm.NICs {
 		netdev := fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", i, nic.Tap)
