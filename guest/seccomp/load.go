@@ -9,9 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Load installs the filter on the calling thread (on every thread of the
-// process with SECCOMP_FILTER_FLAG_TSYNC). The caller must be locked to its
-// OS thread and exec from it; without no_new_privs it needs CAP_SYS_ADMIN.
+// Load installs the filter on every thread of the process (Compile sets
+// SECCOMP_FILTER_FLAG_TSYNC); without no_new_privs it needs CAP_SYS_ADMIN.
+// no_new_privs is per thread: set it on the thread that calls Load and
+// execs (runtime.LockOSThread).
 func (f *Filter) Load() error {
 	if f == nil {
 		return nil

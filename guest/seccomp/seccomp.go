@@ -18,6 +18,10 @@
 //     profile order, then an unconditional one; the first match decides.
 //   - 32-bit ABIs (i386, x32) compare the low 32 bits of arguments, as
 //     libseccomp does; x86_64 compares all 64.
+//   - The filter is synchronized to every thread of the process
+//     (SECCOMP_FILTER_FLAG_TSYNC); the spec's LOG and SPEC_ALLOW flags are
+//     passed on, WAIT_KILLABLE_RECV (meaningful with a listener only) is
+//     accepted and dropped.
 //   - When the default action denies (not ALLOW, LOG or TRACE), syscalls
 //     numbered above the highest one the profile names get ENOSYS, like
 //     runc's stub, so that libc falls back from syscalls newer than the
@@ -47,7 +51,7 @@ const (
 	retBadArch = unix.SECCOMP_RET_KILL_THREAD
 )
 
-// flagTSync and the others the spec does not name; TSYNC is accepted too.
+// flagTSync is not among the spec's flags; it is accepted (and always set).
 const flagTSync specs.LinuxSeccompFlag = "SECCOMP_FILTER_FLAG_TSYNC"
 
 var flagBits = map[specs.LinuxSeccompFlag]uint{
@@ -154,7 +158,12 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: defaultAction: %w", err)
 	}
-	f := &Filter{}
+	// Always every thread of the process: the agent's set*id calls go
+	// through glibc, which runs them on every thread and aborts when the
+	// threads disagree (a filter on the calling thread alone would make a
+	// denied setresuid an abort instead of an error). libseccomp-golang
+	// sets TSYNC by default too.
+	f := &Filter{Flags: unix.SECCOMP_FILTER_FLAG_TSYNC}
 	for _, fl := range s.Flags {
 		bit, ok := flagBits[fl]
 		if !ok {

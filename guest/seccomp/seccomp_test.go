@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-tools/generate"
+	rtseccomp "github.com/opencontainers/runtime-tools/generate/seccomp"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -476,6 +478,9 @@ func TestValidate(t *testing.T) {
 	if f.Flags != unix.SECCOMP_FILTER_FLAG_LOG|unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW|unix.SECCOMP_FILTER_FLAG_TSYNC {
 		t.Errorf("flags %#x", f.Flags)
 	}
+	if f, _ := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow}); f.Flags != unix.SECCOMP_FILTER_FLAG_TSYNC {
+		t.Errorf("flags without any in the spec: %#x, want TSYNC", f.Flags)
+	}
 	for _, c := range []struct {
 		s    specs.LinuxSeccomp
 		want string
@@ -628,4 +633,30 @@ func TestContainersCommonProfile(t *testing.T) {
 	v.expect("socket(netlink audit) without CAP_AUDIT_WRITE", errno(unix.EINVAL), archX64, nr64("socket"), unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_AUDIT)
 	v.expect("socket(netlink route)", retAllow, archX64, nr64("socket"), unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_ROUTE)
 	v.expect("socket(inet)", retAllow, archX64, nr64("socket"), unix.AF_INET, unix.SOCK_STREAM, 0)
+}
+
+// The OCI validation suite's linux_seccomp test: runtime-tools' default
+// generator (its own default profile for amd64) with a default of allow and
+// getcwd turned into an errno.
+func TestRuntimeToolsValidationProfile(t *testing.T) {
+	g, err := generate.New("linux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SetDefaultSeccompAction("allow"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.SetSyscallAction(rtseccomp.SyscallOpts{Action: "errno", Syscall: "getcwd"}); err != nil {
+		t.Fatal(err)
+	}
+	s := g.Config.Linux.Seccomp
+	if err := Validate(s); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	v := compile(t, s)
+	v.expect("getcwd", errno(unix.EPERM), archX64, nr64("getcwd"))
+	v.expect("x32 getcwd", errno(unix.EPERM), archX64, nrX32("getcwd"))
+	v.expect("i386 getcwd", errno(unix.EPERM), archI386, nr386("getcwd"))
+	v.expect("read", retAllow, archX64, nr64("read"))
+	v.expect("mount", retAllow, archX64, nr64("mount"))
 }
