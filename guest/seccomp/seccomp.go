@@ -146,6 +146,13 @@ type abi struct {
 	lo, hi uint32
 }
 
+// section is the code for one AUDIT_ARCH_* value: x86_64 (with x32's
+// numbers above __X32_SYSCALL_BIT when x32 is listed) or i386.
+type section struct {
+	audit uint32
+	abis  []abi
+}
+
 // Compile builds the filter for a profile; nil without one.
 func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	if disabled(s) {
@@ -242,18 +249,12 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	c := &compiler{def: def, bodies: map[string]label{}, rets: map[uint32]label{}}
 	a := &c.asm
 	native := abi{table: syscallsX86_64, lo: 0, hi: x32SyscallBit - 1}
-	sections := []struct {
-		audit uint32
-		abis  []abi
-	}{{unix.AUDIT_ARCH_X86_64, []abi{native}}}
+	sections := []section{{unix.AUDIT_ARCH_X86_64, []abi{native}}}
 	if archs[specs.ArchX32] {
 		sections[0].abis = append(sections[0].abis, abi{table: syscallsX32, base: x32SyscallBit, lo32: true, lo: x32SyscallBit, hi: 0xffffffff})
 	}
 	if archs[specs.ArchX86] {
-		sections = append(sections, struct {
-			audit uint32
-			abis  []abi
-		}{unix.AUDIT_ARCH_I386, []abi{{table: syscallsI386, lo32: true, lo: 0, hi: 0xffffffff}}})
+		sections = append(sections, section{unix.AUDIT_ARCH_I386, []abi{{table: syscallsI386, lo32: true, lo: 0, hi: 0xffffffff}}})
 	}
 
 	// Dispatch on the architecture.
