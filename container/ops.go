@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -43,7 +44,14 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
-	if err := agentclient.ForStateDir(h.Dir).Call(cctx, protocol.MethodStart, nil, nil); err != nil {
+	var req protocol.StartRequest
+	if st.Hooks != nil && len(st.Hooks.StartContainer) > 0 {
+		// The guest runs them, with the state only the host knows.
+		if req.State, err = json.Marshal(st.OCI(vmstate.Created)); err != nil {
+			return err
+		}
+	}
+	if err := agentclient.ForStateDir(h.Dir).Call(cctx, protocol.MethodStart, &req, nil); err != nil {
 		return fmt.Errorf("start container: %w", err)
 	}
 	st.Started = true

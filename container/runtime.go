@@ -283,6 +283,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		if err := hooks.Run(ctx, "createRuntime", spec.Hooks.CreateRuntime, state, bundle); err != nil {
 			return nil, err
 		}
+		// createContainer hooks run on the host too, in the VM's host
+		// namespaces (the container's own are in the guest), as Kata does.
+		if err := hooks.Run(ctx, "createContainer", spec.Hooks.CreateContainer, state, bundle); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := r.connectNetwork(ctx, h.Dir, st, false); err != nil {

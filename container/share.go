@@ -43,6 +43,12 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		return nil, fmt.Errorf("share rootfs: %w", err)
 	}
 	guestSpec.Root.Path = "rootfs"
+	// The guest runs only the startContainer hooks; the others name host
+	// programs (and may carry host secrets in their env).
+	guestSpec.Hooks = nil
+	if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
+		guestSpec.Hooks = &specs.Hooks{StartContainer: spec.Hooks.StartContainer}
+	}
 	req := &protocol.CreateRequest{
 		ContainerID: st.ID,
 		Spec:        guestSpec,

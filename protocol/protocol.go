@@ -45,7 +45,7 @@ const (
 const (
 	MethodHello      = "hello"
 	MethodCreate     = "create"      // CreateRequest -> CreateResponse
-	MethodStart      = "start"       // Empty -> Empty
+	MethodStart      = "start"       // StartRequest -> Empty
 	MethodExec       = "exec"        // ExecRequest -> ExecResponse (process created, running)
 	MethodSignal     = "signal"      // SignalRequest -> Empty
 	MethodWait       = "wait"        // ProcessRef -> WaitResponse (blocks until exit)
@@ -124,6 +124,12 @@ type CreateRequest struct {
 // CreateResponse returns the guest pid of the container's init.
 type CreateResponse struct {
 	Pid int `json:"pid"`
+}
+
+// StartRequest lets the container's process run. State is the OCI state
+// the guest's startContainer hooks read on stdin.
+type StartRequest struct {
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 // ExecRequest starts another process in the running container.

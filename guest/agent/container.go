@@ -431,7 +431,7 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 	return &protocol.CreateResponse{Pid: sp.pid}, nil
 }
 
-func (a *agent) start() error {
+func (a *agent) start(req *protocol.StartRequest) error {
 	c := a.container()
 	if c == nil {
 		return errors.New("no container to start")
@@ -445,6 +445,11 @@ func (a *agent) start() error {
 	}
 	if c.init.isExited() {
 		return errors.New("the container's process has exited")
+	}
+	if err := a.runStartContainerHooks(c, req.State); err != nil {
+		// The spec: generate an error and stop the container.
+		unix.Kill(c.init.pid, unix.SIGKILL)
+		return err
 	}
 	return c.spawned.commit()
 }

@@ -249,7 +249,13 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 		}
 		return a.create(&req)
 	case protocol.MethodStart:
-		return nil, a.start()
+		var req protocol.StartRequest
+		if len(params) > 0 && string(params) != "null" {
+			if err := decode(params, &req); err != nil {
+				return nil, err
+			}
+		}
+		return nil, a.start(&req)
 	case protocol.MethodExec:
 		var req protocol.ExecRequest
 		if err := decode(params, &req); err != nil {
