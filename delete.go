@@ -7,9 +7,10 @@ var deleteCommand = &cli.Command{
 	Usage:     "delete any resources held by the container often used with detached container",
 	ArgsUsage: "<container-id>",
 	Description: `The delete command stops the container's VM and removes every resource kabuto
-made for it: mounts, network namespace, cgroups and state. A container that
-is not stopped is deleted only with --force; --force of an unknown container
-succeeds quietly.`,
+made for it: mounts, network namespace, cgroups and state. As with runc, a
+created container (never started) is stopped and deleted; a running or
+paused one is deleted only with --force (its processes get SIGKILL first);
+--force of an unknown container succeeds quietly.`,
 	Flags: []cli.Flag{
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Forcibly deletes the container if it is still running (uses SIGKILL)"},
 	},

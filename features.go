@@ -22,9 +22,10 @@ const (
 	annotationRuncCheckpoint = "org.opencontainers.runc.checkpoint.enabled"
 )
 
-// Hooks kabuto runs. createContainer and startContainer would have to run
-// inside the guest, where the hooks' host paths mean nothing: not yet.
-var supportedHooks = []string{"prestart", "createRuntime", "poststart", "poststop"}
+// Hooks kabuto runs: createContainer on the host after createRuntime,
+// startContainer in the guest in the container's namespaces, the others on
+// the host.
+var supportedHooks = []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
 
 // Mount options the agent applies: guest/agent/mounts.go's mountFlags and
 // propagationFlags (features_test.go keeps the two in step). Options it

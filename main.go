@@ -55,6 +55,8 @@ func newApp() *cli.App {
 		Version:              version,
 		HideVersion:          false,
 		EnableBashCompletion: false,
+		// As in runc (urfave/cli v1): `--env A=1,2` is one value.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
 			&cli.StringFlag{Name: "log", Usage: "set the log file to write kabuto logs to (default is '/dev/stderr')"},

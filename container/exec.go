@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -29,6 +31,13 @@ type ExecOptions struct {
 	Detach        bool
 	PidFile       string
 	ConsoleSocket string
+	// PidfdSocket receives a pidfd of the exec's shim.
+	PidfdSocket string
+	// Cgroup is a sub-cgroup of the container's cgroup in the guest.
+	Cgroup string
+	// IgnorePaused is runc's --ignore-paused (a paused VM runs nothing:
+	// it only changes the error).
+	IgnorePaused bool
 }
 
 // BaseProcess returns the container's init process from its bundle, the
@@ -53,26 +62,39 @@ func (r *Runtime) Exec(ctx context.Context, o ExecOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// As with runc, a created container takes execs: its namespaces exist.
 	switch status := st.Status(); status {
-	case vmstate.Running:
+	case vmstate.Running, vmstate.Created:
 	case vmstate.Paused:
-		return 0, ErrPaused
+		if o.IgnorePaused {
+			return 0, errors.New("cannot exec in a paused container, even with --ignore-paused: its VM's vCPUs are stopped and nothing starts there until it is resumed")
+		}
+		return 0, errors.New("cannot exec in a paused container: its VM's vCPUs are stopped (resume it first)")
 	default:
 		return 0, fmt.Errorf("cannot exec in a %s container", status)
 	}
-	p := o.Process
-	if p == nil || len(p.Args) == 0 {
+	if o.Process == nil || len(o.Process.Args) == 0 {
 		return 0, errors.New("exec: args must not be empty")
 	}
+	p := *o.Process
+	p.Env = dedupEnv(p.Env)
 	if p.Terminal && o.ConsoleSocket == "" && o.Detach {
 		return 0, errors.New("cannot allocate tty if runc will detach without setting console socket")
 	}
 	if !p.Terminal && o.ConsoleSocket != "" {
 		return 0, errors.New("cannot use console socket if runc will not detach or allocate tty")
 	}
+	var pidfdConn *net.UnixConn
+	if o.PidfdSocket != "" {
+		// Connected first, so that a bad socket fails before the exec.
+		if pidfdConn, err = dialUnix(o.PidfdSocket); err != nil {
+			return 0, fmt.Errorf("pidfd socket: %w", err)
+		}
+		defer pidfdConn.Close()
+	}
 	dir := r.Store.Dir(o.ID)
 	execID := randomID()
-	req := protocol.ExecRequest{ID: execID, Process: p, Stdin: p.Terminal || stdinIsUsable()}
+	req := protocol.ExecRequest{ID: execID, Process: &p, Stdin: p.Terminal || stdinIsUsable(), Cgroup: o.Cgroup}
 	reqPath := filepath.Join(dir, "exec-"+execID+".json")
 	b, err := json.Marshal(req)
 	if err != nil {
@@ -117,6 +139,11 @@ func (r *Runtime) Exec(ctx context.Context, o ExecOptions) (int, error) {
 			return 0, err
 		}
 	}
+	if pidfdConn != nil {
+		if err := sendPidfd(pidfdConn, cmd.Process.Pid); err != nil {
+			return 0, err
+		}
+	}
 	if o.Detach {
 		cmd.Process.Release()
 		return 0, nil
@@ -131,6 +158,49 @@ func (r *Runtime) Exec(ctx context.Context, o ExecOptions) (int, error) {
 		return 0, err
 	}
 	return code, nil
+}
+
+// dedupEnv keeps the last value of each variable at the place of its
+// first: runc sets the variables one by one, so a later --env wins.
+func dedupEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	index := map[string]int{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+func dialUnix(path string) (*net.UnixConn, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("%s is not a unix socket", path)
+	}
+	return uc, nil
+}
+
+// sendPidfd sends a pidfd of pid with SCM_RIGHTS, as runc's --pidfd-socket.
+func sendPidfd(conn *net.UnixConn, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd of the exec's shim: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, _, err := conn.WriteMsgUnix([]byte("pidfd"), unix.UnixRights(fd), nil); err != nil {
+		return fmt.Errorf("send pidfd: %w", err)
+	}
+	return nil
 }
 
 func randomID() string {

@@ -74,6 +74,13 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig unix.Signal, all bool
 	}
 	status := st.Status()
 	if status == vmstate.Stopped {
+		// runc's kill --all of a stopped container whose cgroup is gone
+		// succeeds: nothing is left to signal. Here the guest channel is
+		// gone with the init's shim; whatever still runs in the VM ends
+		// with it at delete.
+		if all {
+			return nil
+		}
 		return ErrNotRunning
 	}
 	dir := r.Store.Dir(id)
@@ -150,8 +157,8 @@ func vmCommand(dir, cmd string) error {
 	return err
 }
 
-// Delete removes a stopped container (any container, with force) and
-// everything kabuto made for it.
+// Delete removes a stopped or created container (any container, with
+// force) and everything kabuto made for it.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	h, err := r.Store.Lock(id)
 	if err != nil {
@@ -165,7 +172,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if status := st.Status(); status != vmstate.Stopped && !force {
+	// As runc does (and containerd relies on: it deletes a created task
+	// without force), a created container is stopped and deleted; the
+	// runtime spec's delete wants an error for it, as for a running one.
+	if status := st.Status(); status != vmstate.Stopped && status != vmstate.Created && !force {
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, status)
 	}
 	r.teardown(ctx, h.Dir, st)

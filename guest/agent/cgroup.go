@@ -152,6 +152,11 @@ func resourceWrites(r *specs.LinuxResources) ([]cgroupWrite, error) {
 			w = append(w, cgroupWrite{"cpuset.mems", c.Mems})
 		}
 	}
+	if b := r.BlockIO; b != nil && b.Weight != nil && *b.Weight != 0 {
+		// runc's conversion of a blkio weight [10, 1000] to io.weight.
+		bw := min(max(uint64(*b.Weight), 10), 1000)
+		w = append(w, cgroupWrite{"io.weight", strconv.FormatUint(1+(bw-10)*9999/990, 10)})
+	}
 	if p := r.Pids; p != nil && p.Limit != 0 {
 		w = append(w, cgroupWrite{"pids.max", cgroupLimit(p.Limit)})
 	}

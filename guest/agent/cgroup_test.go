@@ -70,6 +70,13 @@ func TestResourceWrites(t *testing.T) {
 	if !reflect.DeepEqual(got, []cgroupWrite{{"cpu.max", "max 20000"}}) {
 		t.Fatalf("zero fields: %v", got)
 	}
+	// blkio weights become io.weight as runc converts them.
+	for weight, want := range map[uint16]string{10: "1", 500: "4950", 1000: "10000", 5: "1"} {
+		got, _ := resourceWrites(&specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: &weight}})
+		if !reflect.DeepEqual(got, []cgroupWrite{{"io.weight", want}}) {
+			t.Errorf("blkio weight %d: %v", weight, got)
+		}
+	}
 	if _, err := resourceWrites(&specs.LinuxResources{Unified: map[string]string{"../x": "1"}}); err == nil {
 		t.Fatal("unified key with a slash accepted")
 	}

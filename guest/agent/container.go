@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -35,12 +34,6 @@ func (a *agent) container() *containerState {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.ctr
-}
-
-func (c *containerState) isStarted(mu *sync.Mutex) bool {
-	mu.Lock()
-	defer mu.Unlock()
-	return c.started
 }
 
 // validExecID accepts simple names: 1-128 of [A-Za-z0-9_.+-], starting
@@ -456,7 +449,9 @@ func (a *agent) start(req *protocol.StartRequest) error {
 
 func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) {
 	c := a.container()
-	if c == nil || !c.isStarted(&a.mu) || c.init.isExited() {
+	// A created container takes execs too (runc's rule): its init has
+	// built the namespaces and waits for its start byte.
+	if c == nil || c.init.isExited() {
 		return nil, errors.New("cannot exec in a container that is not running")
 	}
 	if !validExecID(req.ID) {
@@ -493,14 +488,14 @@ func subCgroup(cg, sub string) (string, error) {
 	if sub == "" {
 		return cg, nil
 	}
-	clean := filepath.Clean("/" + sub)
-	if clean == "/" {
-		return cg, nil
-	}
 	for _, part := range strings.Split(sub, "/") {
 		if part == ".." {
 			return "", fmt.Errorf("invalid sub-cgroup %q: it must stay inside the container's cgroup", sub)
 		}
+	}
+	clean := filepath.Clean("/" + sub)
+	if clean == "/" {
+		return cg, nil
 	}
 	path := filepath.Join(cg, clean)
 	fi, err := os.Lstat(path)

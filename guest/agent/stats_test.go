@@ -155,7 +155,7 @@ func TestSubCgroup(t *testing.T) {
 	if got, err := subCgroup(cg, "/sub/"); err != nil || got != filepath.Join(cg, "sub") {
 		t.Errorf("/sub/: %q %v", got, err)
 	}
-	for _, bad := range []string{"../x", "sub/../../x", "missing", "plain"} {
+	for _, bad := range []string{"../x", "..", "sub/../../x", "missing", "plain"} {
 		if _, err := subCgroup(cg, bad); err == nil {
 			t.Errorf("subCgroup(%q) accepted", bad)
 		}

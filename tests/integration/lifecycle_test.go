@@ -206,10 +206,10 @@ func TestKillAndDeleteErrors(t *testing.T) {
 			t.Errorf("kill %s: %d %q", sig, r.code, r.stderr)
 		}
 	}
-	if r := e.run("", "delete", "k1"); r.code == 0 || !strings.Contains(r.stderr, "not stopped") {
-		t.Errorf("delete of a created container without --force: %d %q", r.code, r.stderr)
-	}
 	e.must("start", "k1")
+	if r := e.run("", "delete", "k1"); r.code == 0 || !strings.Contains(r.stderr, "not stopped") {
+		t.Errorf("delete of a running container without --force: %d %q", r.code, r.stderr)
+	}
 	e.must("kill", "k1", "KILL")
 	e.waitStatus("k1", "stopped", 20*time.Second)
 	if r := e.run("", "kill", "k1", "TERM"); r.code == 0 || !strings.Contains(r.stderr, "not running") {
