@@ -40,17 +40,17 @@ are at create.`,
 		&cli.StringFlag{Name: "console-socket", Usage: "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal"},
 		&cli.StringFlag{Name: "pidfd-socket", Usage: "path to an AF_UNIX socket which will receive a pidfd of the exec's shim"},
 		&cli.StringFlag{Name: "cwd", Usage: "current working directory in the container"},
-		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set environment variables"},
+		mixedStringSlice{&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set environment variables"}},
 		&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a pseudo-TTY"},
 		&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "UID (format: <uid>[:<gid>])"},
-		&cli.Int64SliceFlag{Name: "additional-gids", Aliases: []string{"g"}, Usage: "additional gids"},
+		mixedInt64Slice{&cli.Int64SliceFlag{Name: "additional-gids", Aliases: []string{"g"}, Usage: "additional gids"}},
 		&cli.StringFlag{Name: "process", Aliases: []string{"p"}, Usage: "path to the process.json"},
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "detach from the container's process"},
 		&cli.StringFlag{Name: "pid-file", Usage: "specify the file to write the process id to"},
 		&cli.StringFlag{Name: "process-label", Usage: "set the asm process label for the process commonly used with selinux (refused: the guest has no SELinux)"},
 		&cli.StringFlag{Name: "apparmor", Usage: "set the apparmor profile for the process (refused: the guest has no AppArmor)"},
 		&cli.BoolFlag{Name: "no-new-privs", Usage: "set the no new privileges value for the process"},
-		&cli.StringSliceFlag{Name: "cap", Aliases: []string{"c"}, Usage: "add a capability to the bounding set for the process"},
+		mixedStringSlice{&cli.StringSliceFlag{Name: "cap", Aliases: []string{"c"}, Usage: "add a capability to the bounding set for the process"}},
 		&cli.IntFlag{Name: "preserve-fds", Usage: "Pass N additional file descriptors to the container (refused unless 0: descriptors cannot cross into the VM)"},
 		&cli.StringSliceFlag{Name: "cgroup", Usage: "run the process in an (existing) sub-cgroup(s) of the container's cgroup in the guest. Format is [<controller>:]<cgroup>."},
 		&cli.BoolFlag{Name: "ignore-paused", Usage: "allow exec in a paused container (refused all the same: a paused VM runs nothing)"},
@@ -73,6 +73,18 @@ are at create.`,
 		return nil
 	},
 }
+
+// runc (urfave/cli v1) lets a repeated flag mix its forms (--env A=1 -e
+// B=2); urfave/cli v2 refuses that for a flag with aliases. These wrappers
+// give that check one name, while Apply still registers every alias on the
+// one value, so the values keep their command-line order.
+type (
+	mixedStringSlice struct{ *cli.StringSliceFlag }
+	mixedInt64Slice  struct{ *cli.Int64SliceFlag }
+)
+
+func (f mixedStringSlice) Names() []string { return f.StringSliceFlag.Names()[:1] }
+func (f mixedInt64Slice) Names() []string  { return f.Int64SliceFlag.Names()[:1] }
 
 // execFailed reports a failed exec as runc does: logged, printed, exit 255.
 func execFailed(err error) error {
