@@ -18,6 +18,7 @@ with its exit status.`,
 	Flags: append([]cli.Flag{
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "detach from the container's process"},
 		&cli.BoolFlag{Name: "keep", Usage: "do not delete the container after it exits"},
+		&cli.BoolFlag{Name: "no-subreaper", Usage: "accepted for compatibility with runc; kabuto run reaps only its shim, so it never acts as a subreaper"},
 	}, createFlags...),
 	Action: func(c *cli.Context) error {
 		if err := checkArgs(c, 1); err != nil {
