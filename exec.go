@@ -228,12 +228,16 @@ func execProcess(c *cli.Context, r *container.Runtime, id string) (*specs.Proces
 		}
 		// runc adds them to every set but the inheritable one (which it
 		// stopped touching for CVE-2022-29162), and so to the ambient set
-		// only where the inheritable set allows it. The agent warns about
-		// names it does not know and goes on, as runc does.
+		// only where the inheritable set allows it. Unknown names are
+		// skipped with a warning, as runc does.
 		for _, cp := range caps {
 			cp = strings.ToUpper(cp)
 			if !strings.HasPrefix(cp, "CAP_") {
 				cp = "CAP_" + cp
+			}
+			if !slices.Contains(supportedCapabilities, cp) {
+				logrus.Warnf("exec: ignoring unknown or unavailable capability %s", cp)
+				continue
 			}
 			p.Capabilities.Bounding = append(p.Capabilities.Bounding, cp)
 			p.Capabilities.Effective = append(p.Capabilities.Effective, cp)
