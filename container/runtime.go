@@ -20,6 +20,7 @@ import (
 	"github.com/kabuto-runtime/kabuto/config"
 	"github.com/kabuto-runtime/kabuto/hooks"
 	"github.com/kabuto-runtime/kabuto/hostcgroup"
+	"github.com/kabuto-runtime/kabuto/hostns"
 	"github.com/kabuto-runtime/kabuto/netns"
 	"github.com/kabuto-runtime/kabuto/network"
 	"github.com/kabuto-runtime/kabuto/protocol"
@@ -230,9 +231,18 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	if tty != nil {
 		defer tty.Close()
 	}
+	// The init's shim is the container's pid on the host: its host
+	// namespaces take the spec's shape (hostns).
+	plan := hostns.For(spec.Linux.Namespaces, netnsPath)
+	for t, p := range plan.Join {
+		if t != specs.NetworkNamespace {
+			r.warn("the %s namespace %s is joined by the container's host process only: inside its VM the container has a new one", t, p)
+		}
+	}
 	shimCmd, syncConn, err := r.startShim(h.Dir, netnsPath, shimSpec{
 		process: protocol.InitProcess, args: []string{"--owner"}, tty: tty,
 		ownSession: !o.Foreground, ctty: o.ConsoleSocket != "",
+		hostNS: &plan,
 	})
 	if err != nil {
 		return nil, err
@@ -422,6 +432,9 @@ type shimSpec struct {
 	// the tty (a pty whose master went to a console socket) becomes its
 	// controlling terminal, so that window changes reach it as SIGWINCH.
 	ownSession, ctty bool
+	// hostNS, when set, places the shim's namespaces (and includes the
+	// network namespace); otherwise it starts in the network namespace only.
+	hostNS *hostns.Plan
 }
 
 // startShim starts a shim in the container's network namespace, with fd 3
@@ -458,7 +471,11 @@ func (r *Runtime) startShim(dir, netnsPath string, s shimSpec) (*exec.Cmd, *os.F
 		cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: s.ctty && s.tty != nil, Ctty: 4}
 	}
 	cmd.Args = append([]string{r.Self}, args...)
-	if err := netns.Do(netnsPath, cmd.Start); err != nil {
+	start := func() error { return netns.Do(netnsPath, cmd.Start) }
+	if s.hostNS != nil {
+		start = func() error { return hostns.Start(cmd, *s.hostNS) }
+	}
+	if err := start(); err != nil {
 		ours.Close()
 		return nil, nil, fmt.Errorf("start shim: %w", err)
 	}

@@ -23,7 +23,9 @@ const shareDirName = "shared"
 // and returns the create request carrying the spec rewritten for the guest.
 func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle string, noPivot bool, st *vmstate.State, u *undo) (*protocol.CreateRequest, error) {
 	share := filepath.Join(dir, shareDirName)
-	if err := os.Mkdir(share, 0o700); err != nil {
+	// Traversable by anyone: a container in a user namespace is not the
+	// guest's root, and must still reach its rootfs below (not list it).
+	if err := os.Mkdir(share, 0o711); err != nil {
 		return nil, err
 	}
 	guestSpec, err := copySpec(spec)

@@ -72,18 +72,17 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	if err := seccomp.Validate(spec.Linux.Seccomp); err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
-	// Validate the spec as the guest sees it: a network namespace given by
-	// path is a host namespace (QEMU lives there); inside the VM the
-	// container always has the guest's own network, so net.* sysctls are
-	// fine with podman's pre-made namespaces.
+	// Validate the spec as the guest sees it: a namespace given by path is
+	// a host namespace (joined by the host process standing for the
+	// container, see hostns); inside the VM the container gets a new one
+	// (and always the guest's own network), so net.* sysctls are fine with
+	// podman's pre-made namespaces and a hostname with a UTS path.
 	guest, err := copySpec(spec)
 	if err != nil {
 		return err
 	}
 	for i := range guest.Linux.Namespaces {
-		if guest.Linux.Namespaces[i].Type == specs.NetworkNamespace {
-			guest.Linux.Namespaces[i].Path = ""
-		}
+		guest.Linux.Namespaces[i].Path = ""
 	}
 	v, err := validate.NewValidator(guest, bundle, false, "linux")
 	if err != nil {

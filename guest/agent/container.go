@@ -302,7 +302,10 @@ func (s *spawned) commit() error {
 // its NICs mirror the host-side namespace the spec names (by a host path
 // meaningless here). The cgroup namespace is unshared by the child itself
 // once it is in the container's cgroup. Other namespaces given by path name
-// host objects the guest cannot reach.
+// host objects the guest cannot reach: the host's stand-in process (the
+// shim) joins those (see hostns), and the container gets a new namespace of
+// the type here — except a user namespace, which without mappings of its own
+// it runs without.
 func cloneAttrs(spec *specs.Spec) (sys *syscall.SysProcAttr, newCgroupNS bool, err error) {
 	sys = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS}
 	if spec.Linux == nil {
@@ -316,8 +319,8 @@ func cloneAttrs(spec *specs.Spec) (sys *syscall.SysProcAttr, newCgroupNS bool, e
 		switch {
 		case flag == unix.CLONE_NEWNET:
 			continue
-		case ns.Path != "":
-			return nil, false, fmt.Errorf("joining the %s namespace by path (%s) is not supported: each kabuto container has its own VM", ns.Type, ns.Path)
+		case ns.Path != "" && flag == unix.CLONE_NEWUSER:
+			continue
 		case flag == unix.CLONE_NEWCGROUP:
 			newCgroupNS = true
 		default:

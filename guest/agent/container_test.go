@@ -57,7 +57,15 @@ func TestCloneAttrs(t *testing.T) {
 	if sys.Cloneflags != unix.CLONE_NEWNS {
 		t.Fatalf("flags %#x", sys.Cloneflags)
 	}
-	for _, bad := range []specs.LinuxNamespace{{Type: "pid", Path: "/proc/1/ns/pid"}, {Type: "bogus"}, {Type: "user"}} {
+	// A host path: a new namespace of that type in the guest; a user
+	// namespace by path: none.
+	sys, _, err = cloneAttrs(&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: "pid", Path: "/proc/1/ns/pid"}, {Type: "ipc", Path: "/proc/1/ns/ipc"}, {Type: "user", Path: "/proc/1/ns/user"},
+	}}})
+	if want := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC); err != nil || sys.Cloneflags != want {
+		t.Fatalf("namespaces by path: flags %#x %v, want %#x", sys.Cloneflags, err, want)
+	}
+	for _, bad := range []specs.LinuxNamespace{{Type: "bogus"}, {Type: "user"}} {
 		_, _, err := cloneAttrs(&specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{bad}}})
 		if err == nil {
 			t.Errorf("namespace %+v accepted", bad)

@@ -234,6 +234,26 @@ func mountOne(rootfs string, m specs.Mount) error {
 			// No IPC namespace of its own: bind the agent's mqueue.
 			err = unix.Mount("/dev/mqueue", dest, "", unix.MS_BIND, "")
 		}
+		if err != nil && fstype == "cgroup2" && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) {
+			// Likewise for cgroup2 in a user namespace: bind the
+			// container's own cgroup.
+			var own string
+			if own, err = ownCgroup(); err == nil {
+				err = unix.Mount(filepath.Join("/sys/fs/cgroup", own), dest, "", unix.MS_BIND, "")
+			}
+			if err == nil && flags&unix.MS_RDONLY != 0 {
+				err = unix.Mount("", dest, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|flags&(unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC), "")
+			}
+		}
+		if err != nil && fstype == "sysfs" && errors.Is(err, unix.EPERM) {
+			// In a user namespace not owning the network namespace (the
+			// container shares the VM's), sysfs cannot be mounted: bind
+			// the guest's, as runc does for rootless containers.
+			err = unix.Mount("/sys", dest, "", unix.MS_BIND|unix.MS_REC, "")
+			if err == nil && flags&unix.MS_RDONLY != 0 {
+				err = unix.Mount("", dest, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|flags&(unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC), "")
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -444,4 +464,18 @@ func maskPath(p string) error {
 		return fmt.Errorf("mask path %s: %w", p, err)
 	}
 	return nil
+}
+
+// ownCgroup is the calling process's cgroup v2 path.
+func ownCgroup() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			return filepath.Clean("/" + p), nil
+		}
+	}
+	return "", errors.New("no cgroup v2 entry in /proc/self/cgroup")
 }
