@@ -16,7 +16,7 @@ APT_PACKAGES := qemu-system-x86 busybox-static runc cpio iproute2 iptables \
 	linux-source-6.1 flex bison bc libelf-dev libssl-dev build-essential \
 	docker.io podman conmon containerd netavark aardvark-dns
 
-.PHONY: all help deps build agent guest install demo test unit integration clients bench ci clean vet
+.PHONY: all help deps build agent guest install demo test unit integration clients bench ci clean vet validation
 
 all: build guest
 
@@ -28,6 +28,7 @@ help:
 	@echo "make demo        run a busybox container in a VM"
 	@echo "make test        unit, integration (real QEMU guests) and client tests (docker, podman, ctr)"
 	@echo "make bench       kabuto run vs runc run vs a bare QEMU boot"
+	@echo "make validation  the OCI runtime-tools validation suite, runc and kabuto side by side"
 	@echo "make ci          what .ci/run does: deps, test, bench"
 
 deps:
@@ -90,7 +91,13 @@ bench: build guest
 	KABUTO_INITRD=$(abspath $(BUILD)/kabuto-initrd.img) \
 	$(GO) run ./tests/bench
 
-ci: deps test bench
+# The OCI runtime-tools validation suite (v0.9.0, built from the module
+# cache by tests/conformance, its own module) against runc and the installed
+# kabuto; logs and results.json in build/conformance.
+validation: install
+	cd tests/conformance && $(GO) run . -out $(abspath $(BUILD))/conformance
+
+ci: deps test validation bench
 
 clean:
 	rm -rf $(BUILD)
