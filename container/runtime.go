@@ -391,7 +391,10 @@ func (r *Runtime) joinCgroup(spec *specs.Spec, id string, st *vmstate.State, pid
 	dirs, err := hostcgroup.Join(mounts, path, pids...)
 	st.Cgroups = append(st.Cgroups, dirs...)
 	st.CgroupPath = path
-	return err
+	if err != nil {
+		return err
+	}
+	return hostcgroup.Apply(mounts, path, spec.Linux.Resources)
 }
 
 // terminalFor returns the host end of the process's terminal: a new pty whose

@@ -66,7 +66,17 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(bundle, src)
 		}
-		name := "m" + strconv.Itoa(i)
+		// m<i>/<the source's name>: inside the guest, the mount's root in
+		// mountinfo ends like the source's path, as with runc.
+		dir := "m" + strconv.Itoa(i)
+		if err := os.Mkdir(filepath.Join(share, dir), 0o711); err != nil {
+			return nil, err
+		}
+		base := filepath.Base(filepath.Clean(src))
+		if base == "/" || base == "." || base == ".." {
+			base = "root"
+		}
+		name := dir + "/" + base
 		if err := bind(src, name); err != nil {
 			return nil, fmt.Errorf("mount src=%s, dst=%s: %w", m.Source, m.Destination, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/runtime-tools/validate"
 
 	"github.com/kabuto-runtime/kabuto/guest/seccomp"
+	"github.com/kabuto-runtime/kabuto/hostns"
 )
 
 // LoadSpec reads and validates <bundle>/config.json.
@@ -35,6 +36,11 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	}
 	if err := ValidateSpec(&spec, bundle); err != nil {
 		return nil, err
+	}
+	if spec.Linux != nil {
+		if err := hostns.CheckPaths(spec.Linux.Namespaces); err != nil {
+			return nil, fmt.Errorf("config.json: %w", err)
+		}
 	}
 	return &spec, nil
 }
@@ -83,6 +89,13 @@ func ValidateSpec(spec *specs.Spec, bundle string) error {
 	}
 	for i := range guest.Linux.Namespaces {
 		guest.Linux.Namespaces[i].Path = ""
+	}
+	// A FIFO needs no major and minor, but may carry them (runc ignores
+	// them; runtime-tools refuses them).
+	for i := range guest.Linux.Devices {
+		if d := &guest.Linux.Devices[i]; d.Type == "p" {
+			d.Major, d.Minor = 0, 0
+		}
 	}
 	v, err := validate.NewValidator(guest, bundle, false, "linux")
 	if err != nil {

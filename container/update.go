@@ -7,6 +7,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kabuto-runtime/kabuto/agentclient"
+	"github.com/kabuto-runtime/kabuto/hostcgroup"
 	"github.com/kabuto-runtime/kabuto/protocol"
 	"github.com/kabuto-runtime/kabuto/vmstate"
 )
@@ -34,5 +35,16 @@ func (r *Runtime) Update(ctx context.Context, id string, res *specs.LinuxResourc
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Config.RequestTimeout())
 	defer cancel()
-	return agentclient.ForStateDir(r.Store.Dir(id)).Call(cctx, protocol.MethodUpdate, protocol.UpdateRequest{Resources: res}, nil)
+	if err := agentclient.ForStateDir(r.Store.Dir(id)).Call(cctx, protocol.MethodUpdate, protocol.UpdateRequest{Resources: res}, nil); err != nil {
+		return err
+	}
+	// What bounds the VM as a whole goes to its host cgroup too.
+	if st.CgroupPath == "" {
+		return nil
+	}
+	mounts, err := hostcgroup.Mounts()
+	if err != nil {
+		return fmt.Errorf("list cgroup mounts: %w", err)
+	}
+	return hostcgroup.Apply(mounts, st.CgroupPath, res)
 }

@@ -136,3 +136,27 @@ func Start(cmd *exec.Cmd, p Plan) error {
 	}()
 	return <-errc
 }
+
+// CheckPaths checks that every namespace path of the spec names a namespace
+// of its type (a wrong path must fail create, not be joined).
+func CheckPaths(namespaces []specs.LinuxNamespace) error {
+	for _, ns := range namespaces {
+		flag, ok := flags[ns.Type]
+		if !ok || ns.Path == "" {
+			continue
+		}
+		f, err := os.Open(ns.Path)
+		if err != nil {
+			return fmt.Errorf("the %s namespace path: %w", ns.Type, err)
+		}
+		t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("the %s namespace path %s is not a namespace: %w", ns.Type, ns.Path, err)
+		}
+		if uintptr(t) != flag {
+			return fmt.Errorf("the %s namespace path %s is a namespace of another type", ns.Type, ns.Path)
+		}
+	}
+	return nil
+}

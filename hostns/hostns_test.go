@@ -77,3 +77,20 @@ func readNS(t *testing.T, pid int, name string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestCheckPaths(t *testing.T) {
+	ok := []specs.LinuxNamespace{{Type: specs.UTSNamespace, Path: "/proc/self/ns/uts"}, {Type: specs.UserNamespace, Path: "/proc/self/ns/user"}, {Type: specs.PIDNamespace}}
+	if err := CheckPaths(ok); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []specs.LinuxNamespace{
+		{Type: specs.UserNamespace, Path: "/proc/self/ns/uts"},
+		{Type: specs.NetworkNamespace, Path: "/proc/self/ns/pid"},
+		{Type: specs.IPCNamespace, Path: "/etc/hostname"},
+		{Type: specs.MountNamespace, Path: "/no/such/ns"},
+	} {
+		if err := CheckPaths([]specs.LinuxNamespace{bad}); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -299,6 +300,13 @@ func (h *Handle) Load() (*State, error) { return loadFile(h.Dir) }
 // Remove deletes the state directory (which must hold no mounts any more)
 // and releases the lock.
 func (h *Handle) Remove() error {
+	// Never let RemoveAll descend through a mount into what it shows (a
+	// rootfs, a bind source): detach whatever is still mounted below the
+	// directory first, and remove nothing if that fails.
+	if left := detachMountsBelow(h.Dir); len(left) > 0 {
+		h.Unlock()
+		return fmt.Errorf("remove state dir: still mounted below it: %s", strings.Join(left, ", "))
+	}
 	err := os.RemoveAll(h.Dir)
 	h.Unlock()
 	if err != nil {
@@ -419,4 +427,47 @@ func (s *State) OCI(status string) *specs.State {
 		Bundle:      s.Bundle,
 		Annotations: s.Annotations,
 	}
+}
+
+// detachMountsBelow lazily unmounts every mount point below dir, deepest
+// first, and returns those still mounted afterwards.
+func detachMountsBelow(dir string) []string {
+	below := func() []string {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return nil
+		}
+		var points []string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && strings.HasPrefix(unescapeMountinfo(f[4]), dir+"/") {
+				points = append(points, unescapeMountinfo(f[4]))
+			}
+		}
+		sort.Sort(sort.Reverse(sort.StringSlice(points)))
+		return points
+	}
+	for _, p := range below() {
+		unix.Unmount(p, unix.MNT_DETACH)
+	}
+	return below()
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

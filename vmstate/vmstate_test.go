@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestValidateID(t *testing.T) {
@@ -124,4 +126,41 @@ func TestSocketPathLong(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{`/a\040b`: "/a b", "/plain": "/plain", `/x\134y`: `/x\y`, `/bad\04`: `/bad\04`} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Remove never deletes through a mount: what is mounted below the state
+// directory is detached first, and the files it showed stay.
+func TestRemoveDetachesMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	st := Store{Root: t.TempDir()}
+	h, err := st.Create("m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "precious"), []byte("keep"), 0o644)
+	target := filepath.Join(h.Dir, "shared", "rootfs")
+	os.MkdirAll(target, 0o755)
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		t.Skip(err)
+	}
+	if err := h.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "precious")); err != nil {
+		t.Fatalf("Remove deleted through the mount: %v", err)
+	}
+	if _, err := os.Stat(h.Dir); !os.IsNotExist(err) {
+		t.Fatalf("state dir left: %v", err)
+	}
 }

@@ -145,12 +145,9 @@ func resourceWrites(r *specs.LinuxResources) ([]cgroupWrite, error) {
 			}
 			w = append(w, cgroupWrite{"cpu.max", fmt.Sprintf("%s %d", quota, period)})
 		}
-		if c.Cpus != "" {
-			w = append(w, cgroupWrite{"cpuset.cpus", c.Cpus})
-		}
-		if c.Mems != "" {
-			w = append(w, cgroupWrite{"cpuset.mems", c.Mems})
-		}
+		// cpus and mems name the host's CPUs and memory nodes: the host
+		// pins QEMU with them (hostcgroup.Apply); the guest's vCPUs are
+		// other CPUs.
 	}
 	if b := r.BlockIO; b != nil && b.Weight != nil && *b.Weight != 0 {
 		// runc's conversion of a blkio weight [10, 1000] to io.weight.

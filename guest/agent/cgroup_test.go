@@ -55,7 +55,7 @@ func TestResourceWrites(t *testing.T) {
 	}
 	want := []cgroupWrite{
 		{"memory.max", "67108864"}, {"memory.low", "max"}, {"memory.swap.max", "67108864"},
-		{"cpu.weight", "20"}, {"cpu.max", "50000 100000"}, {"cpuset.cpus", "0"}, {"cpuset.mems", "0"},
+		{"cpu.weight", "20"}, {"cpu.max", "50000 100000"},
 		{"pids.max", "max"}, {"io.weight", "50"}, {"memory.high", "max"},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -322,7 +323,9 @@ func setRlimits(rls []specs.POSIXRlimit) error {
 		if !ok {
 			return fmt.Errorf("unknown rlimit %q", rl.Type)
 		}
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+		// syscall's Setrlimit, not x/sys's: it also tells the Go runtime not
+		// to restore its own RLIMIT_NOFILE at exec.
+		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
 			return fmt.Errorf("setrlimit %s: %w", rl.Type, err)
 		}
 	}
