@@ -27,7 +27,7 @@ help:
 	@echo "make install     install kabuto, the guest image and the sample configuration"
 	@echo "make demo        run a busybox container in a VM"
 	@echo "make test        unit, integration (real QEMU guests) and client tests (docker, podman, ctr)"
-	@echo "make bench       kabuto run vs runc run vs a bare QEMU boot"
+	@echo "make bench       every performance goal vs runc / a bare boot; rewrites docs/performance.md (DENSITY=200 for the full density run)"
 	@echo "make validation  the OCI runtime-tools validation suite, runc and kabuto side by side"
 	@echo "make ci          what .ci/run does: deps, test, bench"
 
@@ -87,6 +87,7 @@ clients: install
 test: vet unit integration clients
 
 bench: build guest
+	$(GO) test -count=1 ./tests/bench
 	KABUTO_BIN=$(abspath $(BUILD)/kabuto) KABUTO_KERNEL=$(abspath $(BUILD)/vmlinux) \
 	KABUTO_INITRD=$(abspath $(BUILD)/kabuto-initrd.img) \
 	$(GO) run ./tests/bench

@@ -1,70 +1,194 @@
-// Command bench measures, in one run, the wall time of `kabuto run` of
-// /bin/true against `runc run` of the same bundle and against a bare boot of
-// the same guest kernel and initrd (QEMU start until the agent answers), and
-// prints medians and ratios. `make bench` runs it.
+// Command bench measures kabuto's performance goals in one run, each as a
+// median of several runs against a reference measured in the same run (runc,
+// or a bare boot of the same guest): start latency (kabuto run and docker
+// run), the memory of an idle container, exec latency, I/O on the 9p rootfs
+// and a bind mount, density, and a profile of where a `kabuto run` spends its
+// time. It prints the table and rewrites the generated part of
+// docs/performance.md. `make bench` runs it; DENSITY=200 make bench runs the
+// full density test.
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
-	"sort"
+	goruntime "runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
-	"github.com/kabuto-runtime/kabuto/protocol"
+	"github.com/kabuto-runtime/kabuto/config"
 	"github.com/kabuto-runtime/kabuto/qemu"
-	"github.com/kabuto-runtime/kabuto/shim"
 )
 
+// bench carries what every measurement needs.
+type bench struct {
+	work     string
+	kabuto   *ociRuntime
+	runc     *ociRuntime // nil without runc
+	cfg      *config.Config
+	confPath string
+	rep      *report
+
+	runs, ioRuns, profileRuns int
+	density, batch            int
+	untarFiles                int
+	untarOn                   map[string]bool
+
+	trueBundle, sleepBundle string
+
+	// hvExtra are the -hypervisor lines of a variant run.
+	hvExtra string
+
+	// Filled by the memory and exec measurements, used by density.
+	singlePss int64
+	aloneExec durations
+}
+
+var sections = []string{"start", "docker", "profile", "memory", "io", "density"}
+
 func main() {
-	runs := flag.Int("runs", 7, "timed runs per measurement (after one warm-up)")
+	runs := flag.Int("runs", 7, "timed runs per latency measurement, after one warm-up (at least 5)")
+	ioRuns := flag.Int("io-runs", 5, "timed runs per I/O measurement (at least 5)")
+	profileRuns := flag.Int("profile-runs", 5, "profiled kabuto runs for the boot profile")
+	density := flag.Int("density", envInt("DENSITY", 20), "idle containers for the density test (env DENSITY)")
+	batch := flag.Int("batch", envInt("DENSITY_BATCH", 5), "containers started at a time in the density test (env DENSITY_BATCH)")
+	untar := flag.Int("untar-files", 5000, "small files in the metadata (untar) test")
+	untarOn := flag.String("untar-on", "rootfs", "where to run the untar test: rootfs, bind or rootfs,bind (both go through the same 9p share)")
+	hvExtra := flag.String("hypervisor", "", "extra [hypervisor] lines for kabuto's configuration, to measure a variant (e.g. 'tcg_tb_size_mib = 16')")
+	only := flag.String("only", "", "comma-separated subset of "+strings.Join(sections, ",")+" (the doc is written only by a full run of the default configuration)")
+	doc := flag.String("doc", "docs/performance.md", "doc whose generated part to rewrite (empty: none)")
 	flag.Parse()
-	kabuto, kernel, initrd := os.Getenv("KABUTO_BIN"), os.Getenv("KABUTO_KERNEL"), os.Getenv("KABUTO_INITRD")
-	if kabuto == "" || kernel == "" || initrd == "" {
+	if *runs < 5 || *ioRuns < 5 {
+		fatal("medians need at least 5 runs (-runs, -io-runs)")
+	}
+	want := map[string]bool{}
+	for _, s := range sections {
+		want[s] = *only == ""
+	}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if _, ok := want[s]; !ok {
+			fatal("unknown section " + s + " in -only")
+		}
+		want[s] = true
+	}
+
+	kabutoBin, kernel, initrd := os.Getenv("KABUTO_BIN"), os.Getenv("KABUTO_KERNEL"), os.Getenv("KABUTO_INITRD")
+	if kabutoBin == "" || kernel == "" || initrd == "" {
 		fatal("set KABUTO_BIN, KABUTO_KERNEL and KABUTO_INITRD (make bench does)")
 	}
 	work, err := os.MkdirTemp("", "kabuto-bench-")
 	check(err)
-	defer os.RemoveAll(work)
-	bundle := filepath.Join(work, "bundle")
-	check(makeBundle(bundle))
-	conf := filepath.Join(work, "kabuto.toml")
-	check(os.WriteFile(conf, []byte(fmt.Sprintf("[hypervisor]\nkernel = %q\ninitrd = %q\n", kernel, initrd)), 0o644))
-
-	fmt.Printf("kabuto bench: %d runs each (median [min–max]), accel %s\n", *runs, accelName())
-	n := 0
-	kabutoRun := measure(*runs, func() error {
-		n++
-		return runCmd(kabuto, "--root", filepath.Join(work, "kroot"), "--config", conf, "run", "--bundle", bundle, fmt.Sprintf("b%d", n))
-	})
-	var runcRun []time.Duration
+	b := &bench{
+		work: work, rep: &report{}, runs: *runs, ioRuns: *ioRuns, profileRuns: *profileRuns,
+		density: *density, batch: max(*batch, 1), untarFiles: *untar, hvExtra: *hvExtra,
+		untarOn: map[string]bool{},
+	}
+	for _, w := range strings.Split(*untarOn, ",") {
+		if w = strings.TrimSpace(w); w != "rootfs" && w != "bind" {
+			fatal("-untar-on takes rootfs, bind or both")
+		}
+		b.untarOn[w] = true
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(work) })
+	b.confPath = filepath.Join(work, "kabuto.toml")
+	conf := fmt.Sprintf("[hypervisor]\nkernel = %q\ninitrd = %q\n", kernel, initrd)
+	if *hvExtra != "" {
+		conf += strings.ReplaceAll(*hvExtra, ";", "\n") + "\n"
+	}
+	check(os.WriteFile(b.confPath, []byte(conf), 0o644))
+	b.cfg, err = config.Load(b.confPath)
+	check(err)
+	b.kabuto = newRuntime("kabuto", kabutoBin, filepath.Join(work, "kroot"), "--config", b.confPath)
+	cleanups = append([]func(){b.kabuto.cleanup}, cleanups...)
 	if runc, err := exec.LookPath("runc"); err == nil {
-		runcRun = measure(*runs, func() error {
-			n++
-			return runCmd(runc, "--root", filepath.Join(work, "rroot"), "run", "--bundle", bundle, fmt.Sprintf("r%d", n))
-		})
+		b.runc = newRuntime("runc", runc, filepath.Join(work, "rroot"))
+		cleanups = append([]func(){b.runc.cleanup}, cleanups...)
 	}
-	boot := measure(*runs, func() error { return bareBoot(work, kernel, initrd) })
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintln(os.Stderr, "bench: interrupted, cleaning up")
+		runCleanups()
+		os.Exit(128 + int(s.(syscall.Signal)))
+	}()
 
-	report("kabuto run /bin/true", kabutoRun)
-	report("runc run /bin/true", runcRun)
-	report("bare QEMU boot to agent", boot)
-	if len(runcRun) > 0 {
-		fmt.Printf("ratio kabuto run / runc run           %.2fx\n", ratio(kabutoRun, runcRun))
+	b.trueBundle = filepath.Join(work, "true")
+	check(makeBundle(b.trueBundle, bundleOpts{args: []string{"/bin/true"}}))
+	b.sleepBundle = filepath.Join(work, "sleep")
+	check(makeBundle(b.sleepBundle, bundleOpts{args: []string{"sleep", "100000"}}))
+
+	began := time.Now()
+	b.rep.machine = machineInfo(b, "start")
+	fmt.Printf("kabuto bench: medians of %d runs (I/O: %d), density %d in batches of %d\n", b.runs, b.ioRuns, b.density, b.batch)
+	for _, kv := range b.rep.machine {
+		fmt.Printf("  %-22s %s\n", kv[0]+":", kv[1])
 	}
-	fmt.Printf("ratio kabuto run / bare boot          %.2fx\n", ratio(kabutoRun, boot))
+	steps := []struct {
+		name string
+		f    func()
+	}{
+		{"start", b.benchStart},
+		{"docker", b.benchDocker},
+		{"profile", b.benchProfile},
+		{"memory", b.benchMemoryExec},
+		{"io", b.benchIO},
+		{"density", b.benchDensity},
+	}
+	for _, s := range steps {
+		if !want[s.name] {
+			continue
+		}
+		t := time.Now()
+		fmt.Printf("== %s\n", s.name)
+		s.f()
+		fmt.Printf("   (%s took %.0f s)\n", s.name, time.Since(t).Seconds())
+	}
+	b.rep.machine = append(b.rep.machine, machineInfo(b, "end")...)
+	b.rep.machine = append(b.rep.machine, [2]string{"bench wall time", fmt.Sprintf("%.0f s", time.Since(began).Seconds())})
+	runCleanups()
+
+	fmt.Println()
+	fmt.Print(b.rep.text())
+	for _, s := range b.rep.sections {
+		fmt.Printf("\n%s\n%s", s.title, s.body)
+	}
+	if *doc != "" && *only == "" && *hvExtra == "" {
+		check(writeDoc(*doc, b.rep.markdown(reproduce(b))))
+		fmt.Printf("\nwrote %s\n", *doc)
+	}
+}
+
+func reproduce(b *bench) string {
+	return fmt.Sprintf("```sh\n"+
+		"make deps install                # QEMU, runc, busybox, the guest kernel and initrd; docker rows use the installed kabuto\n"+
+		"make bench                       # this page (default density %d; about 10 minutes on 2 cores under TCG)\n"+
+		"DENSITY=200 make bench           # the full density run (stops early if host memory runs short)\n"+
+		"make build guest && KABUTO_BIN=$PWD/build/kabuto KABUTO_KERNEL=$PWD/build/vmlinux \\\n"+
+		"  KABUTO_INITRD=$PWD/build/kabuto-initrd.img go run ./tests/bench -only memory -doc ''   # one part\n"+
+		"```\n", b.density)
+}
+
+var cleanups []func()
+
+func runCleanups() {
+	for _, c := range cleanups {
+		c()
+	}
+	cleanups = nil
 }
 
 func fatal(msg string) {
 	fmt.Fprintln(os.Stderr, "bench:", msg)
+	runCleanups()
 	os.Exit(1)
 }
 
@@ -74,145 +198,94 @@ func check(err error) {
 	}
 }
 
-func accelName() string {
-	a, err := qemu.DetectAccel("auto")
-	if err != nil {
-		return "?"
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
 	}
-	return a.Name
+	return def
 }
 
-func runCmd(bin string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", filepath.Base(bin), strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// measure runs f once to warm up, then runs times, and returns the timings.
-func measure(runs int, f func() error) []time.Duration {
-	check(f())
-	var ds []time.Duration
-	for i := 0; i < runs; i++ {
-		start := time.Now()
-		check(f())
-		ds = append(ds, time.Since(start))
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds
-}
-
-func median(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
-
-func ratio(a, b []time.Duration) float64 {
-	return float64(median(a)) / float64(median(b))
-}
-
-func report(name string, ds []time.Duration) {
-	if len(ds) == 0 {
-		fmt.Printf("%-38s (not available)\n", name)
-		return
-	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/1e6) }
-	fmt.Printf("%-38s %6s ms [%s–%s]\n", name, ms(median(ds)), ms(ds[0]), ms(ds[len(ds)-1]))
-}
-
-// makeBundle writes a busybox bundle running /bin/true.
-func makeBundle(dir string) error {
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
-		return err
-	}
-	for _, d := range []string{"proc", "sys", "dev", "tmp", "etc"} {
-		os.MkdirAll(filepath.Join(rootfs, d), 0o755)
-	}
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin/busybox"), bb, 0o755); err != nil {
-		return err
-	}
-	for _, a := range []string{"sh", "true"} {
-		os.Symlink("busybox", filepath.Join(rootfs, "bin", a))
-	}
-	spec := map[string]any{
-		"ociVersion": "1.0.2",
-		"process": map[string]any{
-			"terminal": false, "user": map[string]any{"uid": 0, "gid": 0}, "args": []string{"/bin/true"},
-			"env": []string{"PATH=/bin"}, "cwd": "/",
-		},
-		"root":     map[string]any{"path": "rootfs"},
-		"hostname": "bench",
-		"mounts": []map[string]any{
-			{"destination": "/proc", "type": "proc", "source": "proc"},
-			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "mode=755"}},
-		},
-		"linux": map[string]any{"namespaces": []map[string]string{
-			{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"},
-		}},
-	}
-	b, err := json.MarshalIndent(spec, "", " ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-}
-
-// bareBoot starts QEMU with kabuto's command line for the same kernel and
-// initrd, and stops the clock when the agent answers hello.
-func bareBoot(work, kernel, initrd string) error {
-	dir, err := os.MkdirTemp(work, "boot-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	share := filepath.Join(dir, "shared")
-	os.Mkdir(share, 0o700)
-	accel, _ := qemu.DetectAccel("auto")
-	vm := &qemu.VM{
-		Name: "kabuto-bench", Binary: "qemu-system-x86_64", Kernel: kernel, Initrd: initrd,
-		Machine: "microvm", Accel: accel.Name, VCPUs: 1, MemoryMiB: 128, TSCKHz: qemu.HostTSCKHz(),
-		StateDir: dir, ShareDir: share, ShareTag: protocol.ShareTag, PortName: protocol.PortName,
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pid, err := qemu.Launch(ctx, vm)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		p, _ := os.FindProcess(pid)
-		p.Kill()
-		for i := 0; i < 500; i++ {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
+// machineInfo describes the host; at "end" only what changes (the load).
+func machineInfo(b *bench, when string) [][2]string {
+	load := func() string {
+		l, _ := os.ReadFile("/proc/loadavg")
+		f := strings.Fields(string(l))
+		if len(f) < 3 {
+			return "?"
 		}
-	}()
-	conn, err := net.Dial("unix", filepath.Join(dir, qemu.AgentSocket))
-	if err != nil {
-		return err
+		return strings.Join(f[:3], " ")
 	}
-	defer conn.Close()
-	sess, err := yamux.Client(conn, shim.YamuxConfig())
-	if err != nil {
-		return err
+	if when == "end" {
+		return [][2]string{{"load average at end", load()}}
 	}
-	defer sess.Close()
-	s, err := sess.OpenStream()
-	if err != nil {
-		return err
+	cpu := "?"
+	if ci, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(ci), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
 	}
-	req, _ := protocol.NewRequest(protocol.MethodHello, nil)
-	if err := protocol.WriteFrame(s, req); err != nil {
-		return err
+	accel := "?"
+	if a, err := qemu.DetectAccel(b.cfg.Hypervisor.Accel); err == nil {
+		accel = a.Name
 	}
-	s.SetDeadline(time.Now().Add(time.Minute))
-	var resp protocol.Response
-	return protocol.ReadFrame(s, &resp)
+	qv := "?"
+	if out, err := exec.Command(b.cfg.Hypervisor.Path, "--version").Output(); err == nil {
+		qv = strings.TrimPrefix(strings.SplitN(string(out), "\n", 2)[0], "QEMU emulator version ")
+	}
+	var uts syscall.Utsname
+	syscall.Uname(&uts)
+	release := make([]byte, 0, len(uts.Release))
+	for _, c := range uts.Release {
+		if c == 0 {
+			break
+		}
+		release = append(release, byte(c))
+	}
+	memTotal := "?"
+	if mi, err := os.ReadFile("/proc/meminfo"); err == nil {
+		memTotal = mib(meminfo(string(mi))["MemTotal"])
+	}
+	commit := "?"
+	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			commit += " (with uncommitted changes)"
+		}
+	}
+	others := 0
+	if out, err := exec.Command("pgrep", "-c", "-f", "^[^ ]*qemu-system").Output(); err == nil {
+		others, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+	}
+	hc := b.cfg.Hypervisor
+	return [][2]string{
+		{"date", time.Now().UTC().Format("2006-01-02 15:04 UTC")},
+		{"kabuto commit", commit},
+		{"CPU", fmt.Sprintf("%s, %d cores", cpu, goruntime.NumCPU())},
+		{"host memory", memTotal},
+		{"accelerator", accel},
+		{"QEMU", qv},
+		{"host kernel", string(release)},
+		{"guest", fmt.Sprintf("%s, %s, %d vCPU, %d MiB, 9p msize %d, free page reporting %v, tb-size %s",
+			filepath.Base(hc.Kernel), hc.MachineType, hc.VCPUs, hc.MemoryMiB, hc.Msize9P, hc.FreePageReporting, tbSize(hc.TBSizeMiB))},
+		{"configuration variant (-hypervisor)", orNone(b.hvExtra)},
+		{"other QEMU guests running at start", strconv.Itoa(others)},
+		{"load average at start", load()},
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none (defaults)"
+	}
+	return s
+}
+
+func tbSize(n int) string {
+	if n == 0 {
+		return "QEMU default"
+	}
+	return fmt.Sprintf("%d MiB", n)
 }
