@@ -121,6 +121,8 @@ func syntheticRun() *profileRun {
 			{ms(340), "kabuto-agent: first hello 40ms after serve began (uptime 0.28s)"},
 			{ms(350), "kabuto-agent: request create"},
 			{ms(440), "kabuto-agent: container-init init ready in 88ms"},
+			{ms(445), "kabuto-agent: request attach-stdout"},
+			{ms(470), "kabuto-agent: request network"},
 			{ms(500), "kabuto-agent: request start"},
 		},
 	}
@@ -131,7 +133,7 @@ func TestAnalyze(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []time.Duration{10, 20, 30, 200, 40, 20, 20, 10, 90, 60, 60, 10}
+	want := []time.Duration{10, 20, 30, 200, 40, 20, 20, 10, 90, 30, 30, 60, 10}
 	if len(p.stages) != len(want) {
 		t.Fatalf("%d stages, want %d", len(p.stages), len(want))
 	}

@@ -25,7 +25,7 @@ import (
 //     the smallest over all lines);
 //   - the kernel, from the printk timestamps, to "Run /init";
 //   - the agent's lines ("guest ready in D" gives the agent's start, then
-//     first hello, create, start), QEMU's exit and kabuto's exit.
+//     first hello, create, network, start), QEMU's exit and kabuto's exit.
 
 // stamped is one console line and when the host saw it, since the run began.
 type stamped struct {
@@ -198,6 +198,8 @@ func analyze(pr *profileRun) (*profile, error) {
 			key = "create"
 		case strings.Contains(msg, " ready in ") && !strings.HasPrefix(msg, "guest "):
 			key = "created"
+		case msg == "request network":
+			key = "network"
 		case msg == "request start":
 			key = "start"
 		}
@@ -224,7 +226,7 @@ func analyze(pr *profileRun) (*profile, error) {
 	if runInit < 0 {
 		return nil, fmt.Errorf("no \"Run /init\" kernel line")
 	}
-	for _, k := range []string{"ready", "hello", "create", "created", "start"} {
+	for _, k := range []string{"ready", "hello", "create", "created", "network", "start"} {
 		if _, ok := agent[k]; !ok {
 			return nil, fmt.Errorf("no agent %q line on the console", k)
 		}
@@ -245,7 +247,8 @@ func analyze(pr *profileRun) (*profile, error) {
 		{"host: shim started, first hello answered", agent["hello"]},
 		{"host: hello to create request", agent["create"]},
 		{"guest: container create (late setup, 9p mount, namespaces, mounts)", agent["created"]},
-		{"host: stdio attach, network, hooks, start request", agent["start"]},
+		{"host: shim attaches stdio, netns scan until the network request", agent["network"]},
+		{"guest NIC set-up, state save, start's netns rescan until the start request", agent["start"]},
 		{"run /bin/true, its exit, delete until QEMU has exited", pr.qemuGone},
 		{"host: rest of delete (unmounts, netns, cgroups, state) until kabuto exits", pr.end},
 	}
