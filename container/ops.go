@@ -59,7 +59,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return err
 	}
 	if st.Hooks != nil {
-		if err := hooks.Run(ctx, "poststart", st.Hooks.Poststart, st.OCI(vmstate.Running), st.Bundle); err != nil {
+		if err := hooks.RunAll(ctx, "poststart", st.Hooks.Poststart, st.OCI(vmstate.Running), st.Bundle); err != nil {
 			r.warn("%v", err)
 		}
 	}
@@ -180,7 +180,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	}
 	r.teardown(ctx, h.Dir, st)
 	if st.Hooks != nil && !st.Creating {
-		if err := hooks.Run(ctx, "poststop", st.Hooks.Poststop, st.OCI(vmstate.Stopped), st.Bundle); err != nil {
+		if err := hooks.RunAll(ctx, "poststop", st.Hooks.Poststop, st.OCI(vmstate.Stopped), st.Bundle); err != nil {
 			r.warn("%v", err)
 		}
 	}

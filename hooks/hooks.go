@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -32,6 +33,26 @@ func Run(ctx context.Context, phase string, hs []specs.Hook, state *specs.State,
 		}
 	}
 	return nil
+}
+
+// RunAll runs every hook, whatever the others do, and returns their
+// failures joined: poststart and poststop failures are only warnings, and
+// the hooks after a failed one still run.
+func RunAll(ctx context.Context, phase string, hs []specs.Hook, state *specs.State, dir string) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	in, err := json.Marshal(state)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, h := range hs {
+		if err := runOne(ctx, h, in, dir); err != nil {
+			errs = append(errs, fmt.Errorf("%s hook #%d (%s): %w", phase, i, h.Path, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func runOne(ctx context.Context, h specs.Hook, state []byte, dir string) error {

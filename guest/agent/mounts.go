@@ -184,9 +184,13 @@ func finalizeRootfs(spec *specs.Spec) error {
 			return fmt.Errorf("make rootfs read-only: %w", err)
 		}
 	}
+	// The new root's propagation as asked, shared included: pivot_root
+	// refuses a shared parent, but the root it made may become shared.
 	if spec.Linux != nil && spec.Linux.RootfsPropagation != "" {
-		if prop, ok := propagationFlags[spec.Linux.RootfsPropagation]; ok && prop&unix.MS_SHARED == 0 {
-			unix.Mount("", "/", "", prop, "")
+		if prop, ok := propagationFlags[spec.Linux.RootfsPropagation]; ok {
+			if err := unix.Mount("", "/", "", prop, ""); err != nil {
+				return fmt.Errorf("set the root's propagation to %s: %w", spec.Linux.RootfsPropagation, err)
+			}
 		}
 	}
 	return nil

@@ -84,9 +84,15 @@ func main() {
 	// Each runtime runs with a state root of its own (through a wrapper the
 	// tests call as RUNTIME), so that cleaning up after a test can never
 	// touch anybody else's containers.
+	// The roots are in /run and traversable: a container in a user
+	// namespace (runc's init runs in it) must reach its state directory.
+	roots, err := os.MkdirTemp("/run", "kabuto-conformance-")
+	check(err)
+	check(os.Chmod(roots, 0o711))
+	defer os.RemoveAll(roots)
 	for i, rt := range rts {
-		root := filepath.Join(dir, "root", rt[0])
-		check(os.MkdirAll(root, 0o700))
+		root := filepath.Join(roots, rt[0])
+		check(os.Mkdir(root, 0o711))
 		wrapper := filepath.Join(bin, rt[0])
 		script := fmt.Sprintf("#!/bin/sh\nexec %q --root %q \"$@\"\n", rt[1], root)
 		check(os.WriteFile(wrapper, []byte(script), 0o755))
@@ -97,6 +103,7 @@ func main() {
 	// and runtimes mount into them).
 	workRoot, err := os.MkdirTemp("", "kabuto-conformance-")
 	check(err)
+	check(os.Chmod(workRoot, 0o711)) // user-namespace containers traverse it
 	defer os.RemoveAll(workRoot)
 	var all []result
 	byTest := map[string]map[string]result{}

@@ -151,15 +151,16 @@ func TestHookFailures(t *testing.T) {
 	out = t.TempDir()
 	b, spec = e.bundle("true")
 	spec.Hooks = &specs.Hooks{
-		Poststart: []specs.Hook{hostHook(out, "poststart", true)},
-		Poststop:  []specs.Hook{hostHook(out, "poststop", true)},
+		// The hooks after a failed one still run.
+		Poststart: []specs.Hook{hostHook(out, "poststart", true), hostHook(out, "poststart2", false)},
+		Poststop:  []specs.Hook{hostHook(out, "poststop", true), hostHook(out, "poststop2", false)},
 	}
 	writeSpec(t, b, spec)
 	e.must("create", "--bundle", b, "hp")
 	e.must("start", "hp")
 	e.waitStatus("hp", "stopped", 30*time.Second)
 	e.must("delete", "hp")
-	if got := readOrder(t, out); got != "poststart poststop" {
+	if got := readOrder(t, out); got != "poststart poststart2 poststop poststop2" {
 		t.Errorf("poststart/poststop: %q", got)
 	}
 }
