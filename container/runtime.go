@@ -131,9 +131,15 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	}
 	var u undo
 	u.add(func() { h.Remove() })
+	// A failed create-time hook continues the lifecycle at its end: the
+	// container is destroyed, then the poststop hooks run.
+	var afterUndo func()
 	defer func() {
 		if err != nil {
 			u.run()
+			if afterUndo != nil {
+				afterUndo()
+			}
 		}
 	}()
 
@@ -205,6 +211,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		st.ResolvConf = resolvConfSource(spec)
 	}
 	st.VCPUs, st.MemoryMiB = vm.VCPUs, vm.MemoryMiB
+	// VM templating (template.go): restore a template instead of booting.
+	tpl := r.fromTemplate(ctx, vm, st)
+	if tpl != nil {
+		defer tpl.release()
+	}
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var qpid int
@@ -222,6 +233,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	}
 	qproc := st.QEMU
 	u.add(func() { stopQEMU(h.Dir, qproc) })
+	if tpl != nil {
+		if err := tpl.restore(qctx, h.Dir); err != nil {
+			return nil, err
+		}
+	}
 
 	// The shim of the init: the pid callers wait on.
 	tty, err := r.terminalFor(o, terminal)
@@ -266,7 +282,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 
 	client := agentclient.ForStateDir(h.Dir)
 	hctx, hcancel := context.WithTimeout(ctx, r.Config.StartTimeout())
-	_, err = client.Hello(hctx)
+	err = helloVM(hctx, client, tpl != nil) // templating: reseed, clock
 	hcancel()
 	if err != nil {
 		if !st.QEMU.Alive() {
@@ -287,6 +303,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 
 	if spec.Hooks != nil {
 		state := st.OCI(vmstate.Creating)
+		afterUndo = func() {
+			if err := hooks.RunAll(ctx, "poststop", spec.Hooks.Poststop, st.OCI(vmstate.Stopped), bundle); err != nil {
+				r.warn("%v", err)
+			}
+		}
 		if err := hooks.Run(ctx, "prestart", spec.Hooks.Prestart, state, bundle); err != nil {
 			return nil, err
 		}
@@ -298,6 +319,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		if err := hooks.Run(ctx, "createContainer", spec.Hooks.CreateContainer, state, bundle); err != nil {
 			return nil, err
 		}
+		afterUndo = nil
 	}
 
 	if err := r.connectNetwork(ctx, h.Dir, st, false); err != nil {

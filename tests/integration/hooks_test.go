@@ -98,7 +98,8 @@ func TestHookFailures(t *testing.T) {
 	for _, phase := range []string{"prestart", "createRuntime", "createContainer"} {
 		out := t.TempDir()
 		b, spec := e.bundle("true")
-		h := &specs.Hooks{}
+		// The lifecycle continues at its end: destroyed, then poststop.
+		h := &specs.Hooks{Poststop: []specs.Hook{hostHook(out, "poststop", false)}}
 		fail := []specs.Hook{hostHook(out, phase, true)}
 		switch phase {
 		case "prestart":
@@ -116,6 +117,9 @@ func TestHookFailures(t *testing.T) {
 		}
 		if r := e.run("", "state", "hf"); r.code == 0 {
 			t.Errorf("%s failure left the container: %s", phase, r.stdout)
+		}
+		if got := readOrder(t, out); got != phase+" poststop" {
+			t.Errorf("%s failure: hooks ran %q, want %q", phase, got, phase+" poststop")
 		}
 	}
 
