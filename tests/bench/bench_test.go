@@ -262,3 +262,27 @@ func TestMakeBundle(t *testing.T) {
 		}
 	}
 }
+
+func TestAnalyzeExec(t *testing.T) {
+	ms := time.Millisecond
+	pr := &profileRun{end: 70 * ms, lines: []stamped{
+		{8 * ms, "kabuto-agent: request exec"},
+		{46 * ms, "kabuto-agent: container-exec 3f24dc1a67864c59 ready in 37.0344ms"},
+		{52 * ms, "kabuto-agent: request attach-stdout"},
+		{55 * ms, "kabuto-agent: request wait"},
+	}}
+	st, err := analyzeExec(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{8 * ms, 38 * ms, 9 * ms, 15 * ms}
+	for i, s := range st {
+		if s.d != want[i] {
+			t.Errorf("stage %q = %v, want %v", s.name, s.d, want[i])
+		}
+	}
+	pr.lines = pr.lines[:1]
+	if _, err := analyzeExec(pr); err == nil {
+		t.Error("no error without the exec's ready line")
+	}
+}

@@ -47,11 +47,13 @@ type profileRun struct {
 // when qemu.log and agent.sock appear and stamping console.log's lines. It
 // keeps console.log open, so lines written just before delete removes the
 // directory are still read.
-func watchStateDir(dir string, t0 time.Time, interval time.Duration, stop <-chan struct{}) *profileRun {
+// from is where to start reading console.log (its size, for a VM that is
+// already running).
+func watchStateDir(dir string, t0 time.Time, interval time.Duration, stop <-chan struct{}, from int64) *profileRun {
 	pr := &profileRun{qemuSeen: -1, sockSeen: -1, qemuGone: -1}
 	qemuPid := 0
 	var f *os.File
-	var off int64
+	off := from
 	var partial []byte
 	read := func() {
 		if f == nil {
@@ -327,4 +329,49 @@ var hexOrNumber = regexp.MustCompile(`0x[0-9a-fA-F]+|\d+`)
 // normalizeKernelLine drops the numbers that vary from boot to boot.
 func normalizeKernelLine(s string) string {
 	return hexOrNumber.ReplaceAllString(s, "#")
+}
+
+// analyzeExec splits one `kabuto exec` /bin/true into a running container
+// by the agent's console lines.
+func analyzeExec(pr *profileRun) ([]stage, error) {
+	at := map[string]time.Duration{}
+	for _, l := range pr.lines {
+		m := agentLine.FindStringSubmatch(l.text)
+		if m == nil {
+			continue
+		}
+		key := ""
+		switch msg := m[1]; {
+		case msg == "request exec":
+			key = "exec"
+		case strings.HasPrefix(msg, "container-exec ") && strings.Contains(msg, " ready in "):
+			key = "ready"
+		case msg == "request wait":
+			key = "wait"
+		}
+		if _, seen := at[key]; key != "" && !seen {
+			at[key] = l.at
+		}
+	}
+	for _, k := range []string{"exec", "ready", "wait"} {
+		if _, ok := at[k]; !ok {
+			return nil, fmt.Errorf("no agent %q line for the exec", k)
+		}
+	}
+	marks := []struct {
+		name string
+		at   time.Duration
+	}{
+		{"host: kabuto exec until the exec request reaches the guest", at["exec"]},
+		{"guest: exec set-up (fork, re-exec of the agent binary, nsenter, process start)", at["ready"]},
+		{"host: exec shim attaches stdio until it waits", at["wait"]},
+		{"run /bin/true, its exit, until kabuto exec exits", pr.end},
+	}
+	var st []stage
+	var prev time.Duration
+	for _, m := range marks {
+		st = append(st, stage{m.name, m.at - prev})
+		prev = m.at
+	}
+	return st, nil
 }

@@ -173,7 +173,7 @@ func (b *bench) benchProfile() {
 		stop := make(chan struct{})
 		done := make(chan *profileRun)
 		t0 := time.Now()
-		go func() { done <- watchStateDir(filepath.Join(k.root, id), t0, time.Millisecond, stop) }()
+		go func() { done <- watchStateDir(filepath.Join(k.root, id), t0, time.Millisecond, stop, 0) }()
 		err := k.runOnce(b.trueBundle, id)
 		end := time.Since(t0)
 		close(stop)
@@ -221,6 +221,57 @@ func (b *bench) benchProfile() {
 	}
 	b.rep.add(row{"6", "boot profile: `kabuto run` with verbose console (see below)", ms(s.total),
 		"plain `kabuto run` " + ms(plain.median()), fmtRatio(ratio(s.total, plain.median())), "—", ""})
+	b.profileExec(k)
+}
+
+// profileExec splits `kabuto exec` /bin/true into a running container (with
+// the verbose console) the same way: where goal 3's time goes.
+func (b *bench) profileExec(k *ociRuntime) {
+	const id = "profexec"
+	check(k.start(b.sleepBundle, id))
+	defer k.remove(id)
+	console := filepath.Join(k.root, id, "console.log")
+	var runs [][]stage
+	var totals durations
+	for i := -1; i < b.profileRuns; i++ {
+		st, err := os.Stat(console)
+		check(err)
+		stop := make(chan struct{})
+		done := make(chan *profileRun)
+		t0 := time.Now()
+		go func() { done <- watchStateDir(filepath.Join(k.root, id), t0, time.Millisecond/2, stop, st.Size()) }()
+		_, err = k.exec(id, "/bin/true")
+		end := time.Since(t0)
+		close(stop)
+		pr := <-done
+		pr.end = end
+		check(err)
+		if i < 0 {
+			continue
+		}
+		stages, err := analyzeExec(pr)
+		if err != nil {
+			b.rep.skip("exec profile run %d: %v", i+1, err)
+			continue
+		}
+		runs = append(runs, stages)
+		totals = append(totals, end)
+	}
+	if len(runs) == 0 {
+		return
+	}
+	var rows [][]string
+	for j, s := range runs[0] {
+		var ds durations
+		for _, r := range runs {
+			ds = append(ds, r[j].d)
+		}
+		rows = append(rows, []string{s.name, ms(ds.median())})
+	}
+	rows = append(rows, []string{"**total** (median)", "**" + ms(totals.median()) + "**"})
+	b.rep.detail("Exec profile: where a `kabuto exec` spends its time",
+		fmt.Sprintf("Medians over %d profiled `kabuto exec` /bin/true into a running container, split by the agent's console lines "+
+			"as for the boot profile.\n\n", len(runs))+mdTable([]string{"stage", "median"}, rows))
 }
 
 func clip(s string, n int) string {
