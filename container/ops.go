@@ -172,10 +172,11 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	// As runc does (and containerd relies on: it deletes a created task
-	// without force), a created container is stopped and deleted; the
-	// runtime spec's delete wants an error for it, as for a running one.
-	if status := st.Status(); status != vmstate.Stopped && status != vmstate.Created && !force {
+	// The runtime spec: deleting a container that is not stopped (created
+	// included) has no effect and is an error. runc deletes a created one;
+	// its clients do not depend on it, since docker, containerd, podman
+	// and CRI-O all follow a failed or normal delete with delete --force.
+	if status := st.Status(); status != vmstate.Stopped && !force {
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, status)
 	}
 	r.teardown(ctx, h.Dir, st)

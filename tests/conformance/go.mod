@@ -9,7 +9,7 @@ require (
 	github.com/opencontainers/runtime-tools v0.9.0
 	github.com/opencontainers/selinux v1.8.0
 	github.com/satori/go.uuid v1.2.0
-	github.com/sirupsen/logrus v1.10.2
+	github.com/sirupsen/logrus v1.8.1
 	github.com/syndtr/gocapability v0.0.0-20200815063812-42c35b437635
 	github.com/urfave/cli v1.22.17
 	golang.org/x/sys v0.13.0

@@ -546,8 +546,9 @@ func containsInt(s []int, v int) bool {
 	return false
 }
 
-// TestVerbsCreatedContainer: exec and events work on a created container,
-// and delete stops and deletes it without --force, as runc does.
+// TestVerbsCreatedContainer: exec and events work on a created container;
+// delete refuses it without --force (the runtime spec; runc deletes it) and
+// leaves it as it was, and delete --force removes it.
 func TestVerbsCreatedContainer(t *testing.T) {
 	e := newEnv(t)
 	marker := filepath.Join(e.dir, "poststop")
@@ -563,7 +564,13 @@ func TestVerbsCreatedContainer(t *testing.T) {
 	if out := e.must("events", "--stats", "vc"); json.Unmarshal([]byte(out), &ev) != nil || ev.Type != "stats" {
 		t.Errorf("events --stats of a created container: %q", out)
 	}
-	e.must("delete", "vc")
+	if r := e.run("", "delete", "vc"); r.code == 0 || !strings.Contains(r.stderr, "not stopped: created") {
+		t.Errorf("delete of a created container without --force: %d %q", r.code, r.stderr)
+	}
+	if st := e.state("vc"); st["status"] != "created" {
+		t.Errorf("a refused delete changed the container: %v", st["status"])
+	}
+	e.must("delete", "--force", "vc")
 	if r := e.run("", "state", "vc"); r.code == 0 || !strings.Contains(r.stderr, "does not exist") {
 		t.Errorf("state after deleting a created container: %d %q", r.code, r.stderr)
 	}
