@@ -256,6 +256,22 @@ func TestMakeBundle(t *testing.T) {
 	if !hasAdmin || s.Process.Args[0] != "sleep" {
 		t.Errorf("process %+v", s.Process)
 	}
+	if n := s.Linux.Namespaces[len(s.Linux.Namespaces)-1]; n.Type != specs.NetworkNamespace {
+		t.Errorf("no network namespace last: %+v", s.Linux.Namespaces)
+	}
+	if err := makeBundle(dir, bundleOpts{args: []string{"true"}, noNetNS: true}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "config.json"))
+	var s2 specs.Spec
+	if err := json.Unmarshal(b, &s2); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range s2.Linux.Namespaces {
+		if n.Type == specs.NetworkNamespace {
+			t.Error("noNetNS bundle has a network namespace")
+		}
+	}
 	for _, a := range []string{"sh", "dd", "tar", "adjtimex", "awk"} {
 		if target, err := os.Readlink(filepath.Join(dir, "rootfs/bin", a)); err != nil || target != "busybox" {
 			t.Errorf("rootfs/bin/%s: %q, %v", a, target, err)

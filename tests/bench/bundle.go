@@ -48,6 +48,9 @@ type bundleOpts struct {
 	sysAdmin bool
 	// binds are host dir -> container path.
 	binds map[string]string
+	// noNetNS leaves out the network namespace: kabuto then gives the VM
+	// no NIC (the container shares the guest's network namespace).
+	noNetNS bool
 }
 
 // makeBundle writes config.json for the rootfs at dir/rootfs (made if
@@ -86,6 +89,9 @@ func makeBundle(dir string, o bundleOpts) error {
 				{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
 			},
 		},
+	}
+	if o.noNetNS {
+		spec.Linux.Namespaces = spec.Linux.Namespaces[:len(spec.Linux.Namespaces)-1]
 	}
 	for src, dst := range o.binds {
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rw"}})
