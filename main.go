@@ -89,6 +89,7 @@ func newApp() *cli.App {
 			updateCommand,
 			versionCommand,
 			shimCommand,
+			templateCommand,
 		},
 		Before: setupLogging,
 		// Unknown verbs and flags are reported like any other error.

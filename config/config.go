@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ const EnvVar = "KABUTO_CONFIG"
 type Config struct {
 	Hypervisor Hypervisor `toml:"hypervisor" json:"hypervisor"`
 	Agent      Agent      `toml:"agent" json:"agent"`
+	Factory    Factory    `toml:"factory" json:"factory"`
 	// Path is the file the configuration came from ("" for built-in defaults).
 	Path string `toml:"-" json:"path"`
 }
@@ -70,6 +72,16 @@ type Agent struct {
 	RequestTimeoutSeconds int `toml:"request_timeout_seconds" json:"request_timeout_seconds"`
 }
 
+// Factory is how VMs are made (docs/templating.md).
+type Factory struct {
+	// EnableTemplate starts containers' VMs by restoring a snapshot of a
+	// booted template VM instead of booting one. Clones share the
+	// template's memory pages until they write them.
+	EnableTemplate bool `toml:"enable_template" json:"enable_template"`
+	// TemplatePath holds the templates, each on its own tmpfs.
+	TemplatePath string `toml:"template_path" json:"template_path"`
+}
+
 // Default returns the built-in configuration.
 func Default() *Config {
 	return &Config{
@@ -88,6 +100,9 @@ func Default() *Config {
 		Agent: Agent{
 			StartTimeoutSeconds:   60,
 			RequestTimeoutSeconds: 30,
+		},
+		Factory: Factory{
+			TemplatePath: "/run/kabuto-templates",
 		},
 	}
 }
@@ -168,6 +183,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Agent.StartTimeoutSeconds < 1 || c.Agent.RequestTimeoutSeconds < 1 {
 		return errors.New("configuration: agent timeouts must be at least 1 second")
+	}
+	if p := c.Factory.TemplatePath; !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+		return fmt.Errorf("configuration: factory.template_path must be an absolute path below /, not %q", p)
 	}
 	return nil
 }

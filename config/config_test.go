@@ -29,6 +29,7 @@ func TestLoad(t *testing.T) {
 		{"[hypervisor]\naccel = \"xen\"\n", "accel must be"},
 		{"[hypervisor]\nvcpus = 0\n", "vcpus"},
 		{"[hypervisor\n", "parse configuration"},
+		{"[factory]\ntemplate_path = \"templates\"\n", "template_path"},
 	} {
 		if _, err := Load(write(t, tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%q) = %v, want error with %q", tc.doc, err, tc.want)
@@ -51,7 +52,7 @@ func TestSampleMatchesDefaults(t *testing.T) {
 	}
 	c.Path = ""
 	d := Default()
-	if c.Hypervisor != d.Hypervisor || c.Agent != d.Agent {
+	if c.Hypervisor != d.Hypervisor || c.Agent != d.Agent || c.Factory != d.Factory {
 		t.Errorf("the sample configuration differs from the built-in defaults:\n%+v\n%+v", c, d)
 	}
 }

@@ -211,6 +211,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		st.ResolvConf = resolvConfSource(spec)
 	}
 	st.VCPUs, st.MemoryMiB = vm.VCPUs, vm.MemoryMiB
+	// VM templating (template.go): restore a template instead of booting.
+	tpl := r.fromTemplate(ctx, vm, st)
+	if tpl != nil {
+		defer tpl.release()
+	}
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var qpid int
@@ -228,6 +233,11 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	}
 	qproc := st.QEMU
 	u.add(func() { stopQEMU(h.Dir, qproc) })
+	if tpl != nil {
+		if err := tpl.restore(qctx, h.Dir); err != nil {
+			return nil, err
+		}
+	}
 
 	// The shim of the init: the pid callers wait on.
 	tty, err := r.terminalFor(o, terminal)
@@ -272,7 +282,7 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 
 	client := agentclient.ForStateDir(h.Dir)
 	hctx, hcancel := context.WithTimeout(ctx, r.Config.StartTimeout())
-	_, err = client.Hello(hctx)
+	err = helloVM(hctx, client, tpl != nil) // templating: reseed, clock
 	hcancel()
 	if err != nil {
 		if !st.QEMU.Alive() {

@@ -90,6 +90,26 @@ type Response struct {
 // Empty is the parameter or result of calls that carry none.
 type Empty struct{}
 
+// HelloRequest is hello's optional parameter (VM templating,
+// docs/templating.md). A VM restored from a template starts with the
+// template's memory: its kernel RNG state and clock are the template's. The
+// host's first hello to such a VM carries fresh entropy, which the agent
+// mixes into the kernel's pool before reseeding it, and the host's time,
+// which becomes the guest's. A hello without parameters changes nothing.
+type HelloRequest struct {
+	Entropy      []byte `json:"entropy,omitempty"`
+	TimeUnixNano int64  `json:"timeUnixNano,omitempty"`
+}
+
+// TemplateParam on the guest kernel command line (=1) boots the agent as a
+// template: it does not mount the share, and once set up, with no host
+// contact yet, it prints TemplateReadyMarker on the console, after which the
+// host may snapshot the VM.
+const (
+	TemplateParam       = "kabuto.template"
+	TemplateReadyMarker = "kabuto-agent: template ready"
+)
+
 // HelloResponse tells the host the agent is up and what it runs on.
 type HelloResponse struct {
 	Version       int    `json:"version"`

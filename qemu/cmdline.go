@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kabuto-runtime/kabuto/protocol"
 )
 
 // Names of the sockets and files QEMU keeps in the state directory. Sockets
@@ -45,6 +47,12 @@ type VM struct {
 	// NICs gives the guest one virtio-net NIC each, with its MAC, on a tap
 	// of that name created by QEMU in its (the container's) netns.
 	NICs []NIC
+	// VM templating (template.go). Template boots the agent as a template
+	// (kabuto.template=1); Memory backs the RAM with a file; Incoming makes
+	// QEMU wait for a template's device state instead of booting.
+	Template bool
+	Memory   *MemoryFile
+	Incoming bool
 }
 
 // transport returns the suffix of virtio device names: microvm has virtio-mmio
@@ -79,6 +87,9 @@ func (vm *VM) KernelCmdline() string {
 	if vm.TSCKHz > 0 {
 		p = append(p, "tsc_early_khz="+strconv.FormatUint(vm.TSCKHz, 10))
 	}
+	if vm.Template {
+		p = append(p, protocol.TemplateParam+"=1")
+	}
 	if vm.Debug {
 		p = append(p, "kabuto.debug=1")
 	} else {
@@ -99,6 +110,9 @@ func (vm *VM) Args() []string {
 		machine += ",acpi=off,x-option-roms=off"
 	case "pc", "q35":
 		machine += ",vmport=off"
+	}
+	if vm.Memory != nil {
+		machine += ",memory-backend=" + memoryBackendID // templating
 	}
 	accel := vm.Accel
 	if vm.Accel == "tcg" && vm.TBSizeMiB > 0 {
@@ -128,6 +142,7 @@ func (vm *VM) Args() []string {
 		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
+	a = append(a, vm.memoryArgs()...) // templating
 	if vm.FreePageReporting {
 		a = append(a, "-device", "virtio-balloon-"+t+",free-page-reporting=on")
 	}

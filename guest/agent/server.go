@@ -56,13 +56,19 @@ type agent struct {
 	sessMu sync.Mutex
 	sess   *yamux.Session
 	dns    *dnsRelay
+	// template: booted as a VM template (kabuto.template=1, template.go).
+	template bool
 }
 
 func (a *agent) startLateSetup() {
 	a.lateOnce.Do(func() {
 		go func() {
 			a.setupErr = lateSetup()
-			if a.setupErr == nil {
+			if a.setupErr == nil && a.template {
+				// Templating: the share is mounted by create, after the
+				// restore (a mounted 9p share blocks the snapshot).
+				templateReady()
+			} else if a.setupErr == nil {
 				// Ahead of create, which retries should this fail.
 				if err := mountShare(a.msize); err != nil {
 					logf("%v", err)
@@ -91,6 +97,7 @@ func serve() error {
 		return err
 	}
 	debug = cmdline("kabuto.debug") == "1" // needs /proc
+	a.template = cmdline(protocol.TemplateParam) == "1"
 	if v, err := strconv.Atoi(cmdline("kabuto.msize")); err == nil && v >= 8192 && v <= 4<<20 {
 		a.msize = v
 	}
@@ -241,6 +248,10 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 	switch method {
 	case protocol.MethodHello:
 		a.helloed.Do(func() { logf("first hello %v after serve began (uptime %s)", time.Since(a.started), uptime()) })
+		// Templating: a restored VM's first hello reseeds and sets the clock.
+		if err := helloParams(params); err != nil {
+			return nil, err
+		}
 		return protocol.HelloResponse{Version: protocol.Version, KernelRelease: a.release}, nil
 	case protocol.MethodCreate:
 		var req protocol.CreateRequest
