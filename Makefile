@@ -96,7 +96,7 @@ bench: build guest
 # cache by tests/conformance, its own module) against runc and the installed
 # kabuto; logs and results.json in build/conformance.
 validation: install
-	cd tests/conformance && $(GO) run . -out $(abspath $(BUILD))/conformance
+	cd tests/conformance && $(GO) run . -out $(abspath $(BUILD))/conformance -doc $(abspath docs/conformance.md)
 
 ci: deps test validation bench
 

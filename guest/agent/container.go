@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -447,7 +448,39 @@ func (a *agent) start(req *protocol.StartRequest) error {
 		unix.Kill(c.init.pid, unix.SIGKILL)
 		return err
 	}
-	return c.spawned.commit()
+	if err := c.spawned.commit(); err != nil {
+		return err
+	}
+	waitSettled(c.init, startSettleMax)
+	return nil
+}
+
+// startSettleMax bounds how long start waits for the process to settle.
+const startSettleMax = 100 * time.Millisecond
+
+// waitSettled waits, at most max, until the just-executed process first
+// sleeps (or exits). The container's process is PID 1 of its namespace, and
+// the kernel discards a signal such a process has no handler for yet: a
+// signal sent right after `start` must not find it still setting up its
+// handlers. On hardware that takes a millisecond or two; under emulation
+// tens, so `start` returns once the process waits for something.
+func waitSettled(p *process, max time.Duration) {
+	deadline := time.Now().Add(max)
+	stat := fmt.Sprintf("/proc/%d/stat", p.pid)
+	for time.Now().Before(deadline) && !p.isExited() {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return
+		}
+		// The state follows the command's closing parenthesis.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+			switch b[i+2] {
+			case 'S', 'Z', 'X', 'T', 't':
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) {

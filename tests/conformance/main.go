@@ -55,6 +55,7 @@ func main() {
 	out := flag.String("out", "../../build/conformance", "build and log directory")
 	runPat := flag.String("run", "", "only tests matching this regexp")
 	runtimes := flag.String("runtimes", "runc=runc,kabuto=/usr/local/bin/kabuto", "name=command pairs, comma-separated")
+	doc := flag.String("doc", "", "rewrite the results table of this markdown file (full runs only)")
 	timeoutK := flag.Duration("timeout", 3*time.Minute, "per-test timeout for kabuto (guests boot under emulation)")
 	timeoutR := flag.Duration("timeout-others", time.Minute, "per-test timeout for the other runtimes")
 	flag.Parse()
@@ -166,6 +167,59 @@ func main() {
 	}
 	b, _ := json.MarshalIndent(all, "", " ")
 	check(os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644))
+	if *doc != "" && *runPat == "" {
+		check(writeDoc(*doc, tests, rts, byTest, took))
+	}
+}
+
+// writeDoc replaces the results section of the conformance document (between
+// its markers) with this run's table.
+func writeDoc(path string, tests []string, rts [][2]string, byTest map[string]map[string]result, took map[string]time.Duration) error {
+	const begin, end = "<!-- results: written by make validation -->", "<!-- /results -->"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
+	if i < 0 || j < i {
+		return fmt.Errorf("%s lacks the results markers", path)
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "%s\n\n| test |", begin)
+	for _, rt := range rts {
+		fmt.Fprintf(&t, " %s |", rt[0])
+	}
+	t.WriteString("\n|---|")
+	for range rts {
+		t.WriteString("---|")
+	}
+	t.WriteString("\n")
+	passed := map[string]int{}
+	for _, test := range tests {
+		fmt.Fprintf(&t, "| %s |", test)
+		for _, rt := range rts {
+			st := byTest[test][rt[0]].Status
+			if st == "pass" {
+				passed[rt[0]]++
+			}
+			fmt.Fprintf(&t, " %s |", st)
+		}
+		t.WriteString("\n")
+	}
+	t.WriteString("| **passed** |")
+	for _, rt := range rts {
+		fmt.Fprintf(&t, " **%d** of %d |", passed[rt[0]], len(tests))
+	}
+	t.WriteString("\n\nTime for the whole suite:")
+	for k, rt := range rts {
+		if k > 0 {
+			t.WriteString(",")
+		}
+		fmt.Fprintf(&t, " %s %v", rt[0], took[rt[0]].Round(time.Second))
+	}
+	fmt.Fprintf(&t, " (%s, %d CPUs).\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU())
+	out := append(append(append([]byte{}, old[:i]...), t.String()...), old[j:]...)
+	return os.WriteFile(path, out, 0o644)
 }
 
 func check(err error) {
