@@ -143,15 +143,18 @@ func main() {
 		{"io", b.benchIO},
 		{"density", b.benchDensity},
 	}
+	var loads []string
 	for _, s := range steps {
 		if !want[s.name] {
 			continue
 		}
 		t := time.Now()
-		fmt.Printf("== %s\n", s.name)
+		loads = append(loads, s.name+" "+loadAvg1())
+		fmt.Printf("== %s (load %s)\n", s.name, loadAvg1())
 		s.f()
 		fmt.Printf("   (%s took %.0f s)\n", s.name, time.Since(t).Seconds())
 	}
+	b.rep.machine = append(b.rep.machine, [2]string{"1-min load average as each part began", strings.Join(loads, ", ")})
 	b.rep.machine = append(b.rep.machine, machineInfo(b, "end")...)
 	b.rep.machine = append(b.rep.machine, [2]string{"bench wall time", fmt.Sprintf("%.0f s", time.Since(began).Seconds())})
 	runCleanups()
@@ -203,6 +206,16 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// loadAvg1 is the 1-minute load average: above the number of cores, the
+// figures of that part are noisier than usual.
+func loadAvg1() string {
+	l, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(l)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // machineInfo describes the host; at "end" only what changes (the load).
