@@ -83,7 +83,7 @@ func (b *bench) benchMemoryExec() {
 		return []int64{p.GuestRAM, p.TCGCache, p.KernelInitrd, p.QEMUFiles, p.Other}
 	}
 	names := []string{
-		fmt.Sprintf("guest RAM (touched part of the %d MiB)", hc.MemoryMiB),
+		fmt.Sprintf("guest RAM (touched part of the %d MiB; host THP, 2 MiB units)", hc.MemoryMiB),
 		"TCG translation cache (" + tbSize(hc.TBSizeMiB) + ")",
 		"kernel and initrd files mapped by QEMU (shared between VMs)",
 		"QEMU binary and libraries (shared between VMs)",

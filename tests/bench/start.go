@@ -210,7 +210,7 @@ func (b *bench) benchProfile() {
 	}
 	rows = append(rows, []string{"**total** (median of the runs' totals)", "**" + ms(s.total) + "**", ""})
 	body := fmt.Sprintf("Medians over %d profiled runs of `kabuto run` /bin/true with the guest console verbose "+
-		"(`debug_console = true`, `printk.time=1`); plain runs beside them took %s, so watching costs little. "+
+		"(`debug_console = true`, `printk.time=1`); plain runs beside them took %s (what watching costs). "+
 		"Each stage ends at an event seen on the host: a file in the state dir appearing, a console line arriving "+
 		"(kernel lines placed by their printk timestamps), kabuto exiting. The stage medians add up to %s.\n\n",
 		s.runs, plain.spread(), ms(sum))
