@@ -233,11 +233,6 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	}
 	qproc := st.QEMU
 	u.add(func() { stopQEMU(h.Dir, qproc) })
-	if tpl != nil {
-		if err := tpl.restore(qctx, h.Dir); err != nil {
-			return nil, err
-		}
-	}
 
 	// The shim of the init: the pid callers wait on.
 	tty, err := r.terminalFor(o, terminal)
@@ -271,6 +266,12 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	syncR := bufio.NewReader(syncConn)
 	if err := shim.Expect(syncR, shim.MsgReady); err != nil {
 		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	// Templating: the shim is connected to the agent channel; resume the VM.
+	if tpl != nil {
+		if err := tpl.restore(qctx, h.Dir); err != nil {
+			return nil, err
+		}
 	}
 
 	if err := r.joinCgroup(spec, o.ID, st, qpid, shimCmd.Process.Pid); err != nil {

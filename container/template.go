@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -319,6 +320,19 @@ func (ts templates) make(ctx context.Context, key string, vm *qemu.VM, files []q
 			waitGone(proc, 5*time.Second)
 		}
 	}()
+	// The host end of the agent channel stays connected, silent, until the
+	// snapshot: a clone is resumed connected (qemu.Restore), so its guest
+	// never sees the channel change state.
+	apath, arelease, err := vmstate.SocketPath(dir, qemu.AgentSocket)
+	if err != nil {
+		return err
+	}
+	agentConn, err := net.DialTimeout("unix", apath, 10*time.Second)
+	arelease()
+	if err != nil {
+		return fmt.Errorf("connect to the template VM's agent channel: %w", err)
+	}
+	defer agentConn.Close()
 	if err := waitTemplateReady(ctx, dir, proc); err != nil {
 		return err
 	}

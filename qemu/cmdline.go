@@ -134,7 +134,7 @@ func (vm *VM) Args() []string {
 		"-initrd", vm.Initrd,
 		"-append", vm.KernelCmdline(),
 		"-serial", "file:" + filepath.Join(vm.StateDir, ConsoleLog),
-		"-chardev", "socket,id=agent,path=" + AgentSocket + ",server=on,wait=off",
+		"-chardev", "socket,id=" + agentChardev + ",path=" + AgentSocket + ",server=on,wait=off",
 		"-device", "virtio-serial-" + t + ",max_ports=2",
 		"-device", "virtserialport,chardev=agent,name=" + vm.PortName,
 		"-fsdev", fmt.Sprintf("local,id=share,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.ShareDir)),

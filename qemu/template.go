@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +44,9 @@ type MemoryFile struct {
 
 // memoryBackendID names the RAM backend object on the command line.
 const memoryBackendID = "kabuto-ram"
+
+// agentChardev is the id of the agent channel's chardev (Args).
+const agentChardev = "agent"
 
 // templateFdName is the name under which the state file's descriptor is
 // given to QEMU (QMP getfd).
@@ -83,6 +87,9 @@ func Snapshot(ctx context.Context, dir string, state *os.File) error {
 	if err := q.ignoreShared(); err != nil {
 		return err
 	}
+	if err := q.waitAgentConnected(ctx); err != nil {
+		return err
+	}
 	if _, err := q.run("migrate", map[string]any{"uri": "fd:" + templateFdName}, nil); err != nil {
 		return err
 	}
@@ -113,7 +120,8 @@ func Snapshot(ctx context.Context, dir string, state *os.File) error {
 
 // Restore loads a template's device state into the VM whose state dir is
 // dir (started with Incoming and the template's memory file) and returns
-// once the VM runs.
+// once the VM runs. The host end of the agent channel must be connected
+// first (see waitAgentConnected).
 func Restore(ctx context.Context, dir string, state *os.File) error {
 	q, err := dialQMP(ctx, dir)
 	if err != nil {
@@ -124,6 +132,9 @@ func Restore(ctx context.Context, dir string, state *os.File) error {
 		return err
 	}
 	if err := q.ignoreShared(); err != nil {
+		return err
+	}
+	if err := q.waitAgentConnected(ctx); err != nil {
 		return err
 	}
 	if _, err := q.run("migrate-incoming", map[string]any{"uri": "fd:" + templateFdName}, nil); err != nil {
@@ -270,6 +281,45 @@ func (q *qmpConn) run(command string, args any, f *os.File) (json.RawMessage, er
 			return nil, fmt.Errorf("qmp %s: %s", command, resp.Error.Desc)
 		}
 		return resp.Return, nil
+	}
+}
+
+// waitAgentConnected waits until QEMU has accepted the host's connection
+// to the agent channel. A template is snapshotted with the host connected
+// and a clone must be restored so: the guest then never sees the channel's
+// state change. Were the host to connect after the clone resumed, the
+// guest would get QEMU's port-open message and the host's first bytes at
+// once, and its virtio-console driver may show the bytes while the port
+// still looks closed, which the agent takes for the end of the session.
+func (q *qmpConn) waitAgentConnected(ctx context.Context) error {
+	for {
+		raw, err := q.run("query-chardev", nil, nil)
+		if err != nil {
+			return err
+		}
+		var devs []struct {
+			Label    string `json:"label"`
+			Filename string `json:"filename"`
+		}
+		if err := json.Unmarshal(raw, &devs); err != nil {
+			return fmt.Errorf("qmp query-chardev: %w", err)
+		}
+		found := false
+		for _, d := range devs {
+			if d.Label != agentChardev {
+				continue
+			}
+			found = true
+			if !strings.HasPrefix(d.Filename, "disconnected:") {
+				return nil
+			}
+		}
+		if !found {
+			return fmt.Errorf("qmp query-chardev: no %q chardev", agentChardev)
+		}
+		if err := sleepCtx(ctx, time.Millisecond); err != nil {
+			return fmt.Errorf("the host is not connected to the agent channel: %w", err)
+		}
 	}
 }
 
