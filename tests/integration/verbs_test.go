@@ -380,7 +380,7 @@ func TestVerbsExecFlags(t *testing.T) {
 			"--pids-limit", "99", "--blkio-weight", "500", "vx")
 		want := map[string]string{
 			"memory.max": "50331648", "memory.low": "33554432", "cpu.weight": "20", "cpu.max": "20000 100000",
-			"cpuset.cpus": "0", "cpuset.mems": "0", "pids.max": "99", "io.weight": "default 4950",
+			"pids.max": "99", "io.weight": "default 4950",
 		}
 		check := func() {
 			for f, v := range want {
@@ -390,6 +390,21 @@ func TestVerbsExecFlags(t *testing.T) {
 			}
 		}
 		check()
+		// What bounds the VM as a whole goes to its host cgroup: the CPU
+		// time and the host CPUs (cpuset names host CPUs, so the guest
+		// leaves it alone).
+		for f, v := range map[string]string{
+			"cpu/kabuto/vx/cpu.cfs_quota_us": "20000", "cpu/kabuto/vx/cpu.shares": "512",
+			"cpuset/kabuto/vx/cpuset.cpus": "0", "cpuset/kabuto/vx/cpuset.mems": "0", "pids/kabuto/vx/pids.max": "99",
+		} {
+			b, err := os.ReadFile("/sys/fs/cgroup/" + f)
+			if _, v1 := os.Stat("/sys/fs/cgroup/cpu"); err != nil && v1 == nil {
+				t.Errorf("host cgroup file: %v", err)
+			}
+			if err == nil && strings.TrimSpace(string(b)) != v {
+				t.Errorf("host %s = %q, want %q", f, strings.TrimSpace(string(b)), v)
+			}
+		}
 		// --resources: a file, then standard input; the flags are ignored.
 		res := filepath.Join(e.dir, "res.json")
 		os.WriteFile(res, []byte(`{"memory":{"limit":41943040},"pids":{"limit":77}}`), 0o644)
