@@ -61,6 +61,7 @@ func templateMAC(i int) string { return fmt.Sprintf("02:6b:62:74:00:%02x", i) }
 // TemplateMeta describes a complete template (meta.json).
 type TemplateMeta struct {
 	Key       string        `json:"key"`
+	Format    int           `json:"format"`
 	Created   time.Time     `json:"created"`
 	VCPUs     int           `json:"vcpus"`
 	MemoryMiB int           `json:"memoryMiB"`
@@ -71,8 +72,12 @@ type TemplateMeta struct {
 	BootTime  time.Duration `json:"bootTimeNs"`
 }
 
-// stale reports whether a file the template was made from has changed.
+// stale reports whether a file the template was made from has changed, or
+// kabuto makes templates differently now.
 func (m *TemplateMeta) stale() bool {
+	if m.Format != qemu.TemplateFormat {
+		return true
+	}
 	for _, f := range m.Files {
 		if id, err := qemu.StatFileID(f.Path); err != nil || id != f {
 			return true
@@ -355,7 +360,7 @@ func (ts templates) make(ctx context.Context, key string, vm *qemu.VM, files []q
 		os.Remove(filepath.Join(dir, s))
 	}
 	m := TemplateMeta{
-		Key: key, Created: time.Now().UTC(), VCPUs: tvm.VCPUs, MemoryMiB: tvm.MemoryMiB,
+		Key: key, Format: qemu.TemplateFormat, Created: time.Now().UTC(), VCPUs: tvm.VCPUs, MemoryMiB: tvm.MemoryMiB,
 		NICs: len(tvm.NICs), Machine: tvm.Machine, Accel: tvm.Accel, Files: files,
 		BootTime: time.Since(start),
 	}

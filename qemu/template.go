@@ -340,11 +340,17 @@ func (q *qmpConn) ignoreShared() error {
 	return nil
 }
 
+// TemplateFormat is bumped whenever kabuto changes how it makes templates
+// or what it expects of a template's guest (the agent's state at the
+// snapshot): older templates are then other keys, and stale.
+const TemplateFormat = 1
+
 // TemplateKey identifies everything that shapes a template VM's guest:
 // QEMU's arguments with the per-VM host-side parts (name, state dir, share
 // path, taps, memory file, the TSC frequency the host measured) replaced
-// by fixed values, and the identity (path, size, modification time, inode)
-// of the QEMU binary, kernel and initrd. The files are named in the error.
+// by fixed values, the identity (path, size, modification time, inode) of
+// the QEMU binary, kernel and initrd, and TemplateFormat. The files are
+// named in the error.
 func TemplateKey(vm *VM) (string, []FileID, error) {
 	c := *vm
 	c.Name, c.StateDir, c.ShareDir = "template", "/template", "/template/share"
@@ -368,9 +374,10 @@ func TemplateKey(vm *VM) (string, []FileID, error) {
 		ids = append(ids, id)
 	}
 	b, err := json.Marshal(struct {
-		Args  []string
-		Files []FileID
-	}{c.Args(), ids})
+		Format int
+		Args   []string
+		Files  []FileID
+	}{TemplateFormat, c.Args(), ids})
 	if err != nil {
 		return "", nil, err
 	}

@@ -69,7 +69,10 @@ measure() {
 		n=$((n + 1))
 		local s e
 		s=$(now_ms)
-		"$@" "x$n" > /dev/null
+		if ! "$@" "x$n" > /dev/null; then
+			echo "bench: $name failed" >&2
+			exit 1
+		fi
 		e=$(now_ms)
 		[ "$i" -gt 0 ] && ts+=($((e - s)))
 	done
