@@ -451,7 +451,11 @@ func (a *agent) start(req *protocol.StartRequest) error {
 	if err := c.spawned.commit(); err != nil {
 		return err
 	}
-	waitSettled(c.init, startSettleMax)
+	// Not for a terminal: its caller sizes the terminal right after start
+	// returns (docker -t), and the program should find it sized.
+	if !c.init.terminal {
+		waitSettled(c.init, startSettleMax)
+	}
 	return nil
 }
 
