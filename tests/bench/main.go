@@ -173,7 +173,7 @@ func main() {
 func reproduce(b *bench) string {
 	return fmt.Sprintf("```sh\n"+
 		"make deps install                # QEMU, runc, busybox, the guest kernel and initrd; docker rows use the installed kabuto\n"+
-		"make bench                       # this page (default density %d; about 10 minutes on 2 cores under TCG)\n"+
+		"make bench                       # this page (default density %d; 5–8 minutes on 2 cores under TCG)\n"+
 		"DENSITY=200 make bench           # the full density run (stops early if host memory runs short)\n"+
 		"make build guest && KABUTO_BIN=$PWD/build/kabuto KABUTO_KERNEL=$PWD/build/vmlinux \\\n"+
 		"  KABUTO_INITRD=$PWD/build/kabuto-initrd.img go run ./tests/bench -only memory -doc ''   # one part\n"+
