@@ -83,11 +83,14 @@ func checkGone(t *testing.T, id string) {
 				left = append(left, strings.ReplaceAll(string(b), "\x00", " "))
 			}
 		}
-		if _, err := os.Stat("/run/docker/runtime-runc/moby/" + id); err == nil {
-			left = append(left, "state dir")
+		// docker's and containerd's root, and kabuto's default (podman's).
+		for _, root := range []string{"/run/docker/runtime-runc/moby/", "/run/kabuto/"} {
+			if _, err := os.Stat(root + id); err == nil {
+				left = append(left, "state dir "+root+id)
+			}
 		}
 		mi, _ := os.ReadFile("/proc/self/mountinfo")
-		if strings.Contains(string(mi), "runtime-runc/moby/"+id) {
+		if strings.Contains(string(mi), "runtime-runc/moby/"+id) || strings.Contains(string(mi), "/run/kabuto/"+id) {
 			left = append(left, "mounts")
 		}
 		if len(left) == 0 {
