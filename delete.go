@@ -15,14 +15,7 @@ paused one is deleted only with --force (its processes get SIGKILL first);
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "Forcibly deletes the container if it is still running (uses SIGKILL)"},
 	},
 	Action: func(c *cli.Context) error {
-		if err := checkArgs(c, 1); err != nil {
-			return err
-		}
-		id, err := containerID(c)
-		if err != nil {
-			return err
-		}
-		r, err := newRuntime(c)
+		id, r, err := oneContainer(c)
 		if err != nil {
 			return err
 		}

@@ -30,14 +30,7 @@ cannot be read: its statistics are skipped until it is resumed.`,
 		&cli.BoolFlag{Name: "stats", Usage: "display the container's stats then exit"},
 	},
 	Action: func(c *cli.Context) error {
-		if err := checkArgs(c, 1); err != nil {
-			return err
-		}
-		id, err := containerID(c)
-		if err != nil {
-			return err
-		}
-		r, err := newRuntime(c)
+		id, r, err := oneContainer(c)
 		if err != nil {
 			return err
 		}

@@ -8,14 +8,7 @@ var pauseCommand = &cli.Command{
 	ArgsUsage:   "<container-id>",
 	Description: `The pause command stops the container's VM (its vCPUs stop; memory stays).`,
 	Action: func(c *cli.Context) error {
-		if err := checkArgs(c, 1); err != nil {
-			return err
-		}
-		id, err := containerID(c)
-		if err != nil {
-			return err
-		}
-		r, err := newRuntime(c)
+		id, r, err := oneContainer(c)
 		if err != nil {
 			return err
 		}
@@ -29,14 +22,7 @@ var resumeCommand = &cli.Command{
 	ArgsUsage:   "<container-id>",
 	Description: `The resume command lets a paused container's VM run again.`,
 	Action: func(c *cli.Context) error {
-		if err := checkArgs(c, 1); err != nil {
-			return err
-		}
-		id, err := containerID(c)
-		if err != nil {
-			return err
-		}
-		r, err := newRuntime(c)
+		id, r, err := oneContainer(c)
 		if err != nil {
 			return err
 		}

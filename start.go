@@ -9,14 +9,7 @@ var startCommand = &cli.Command{
 	Description: `The start command executes the user defined process in a created container.
 It prints nothing on success and never reads standard input.`,
 	Action: func(c *cli.Context) error {
-		if err := checkArgs(c, 1); err != nil {
-			return err
-		}
-		id, err := containerID(c)
-		if err != nil {
-			return err
-		}
-		r, err := newRuntime(c)
+		id, r, err := oneContainer(c)
 		if err != nil {
 			return err
 		}

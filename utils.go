@@ -55,6 +55,23 @@ func containerID(c *cli.Context) (string, error) {
 	return id, nil
 }
 
+// oneContainer is the start of every verb that takes just a container id:
+// the argument count, the id, and the runtime.
+func oneContainer(c *cli.Context) (string, *container.Runtime, error) {
+	if err := checkArgs(c, 1); err != nil {
+		return "", nil, err
+	}
+	id, err := containerID(c)
+	if err != nil {
+		return "", nil, err
+	}
+	r, err := newRuntime(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return id, r, nil
+}
+
 // newRuntime builds the container runtime from the global flags.
 func newRuntime(c *cli.Context) (*container.Runtime, error) {
 	cfg, err := config.Load(c.String("config"))
