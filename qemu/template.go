@@ -70,29 +70,43 @@ func (vm *VM) memoryArgs() []string {
 	return a
 }
 
+// startMigration connects to the QMP of the VM whose state dir is dir, hands
+// it state as the migration channel (RAM in shared memory is skipped), waits
+// for the host end of the agent channel, and issues command (migrate or
+// migrate-incoming) over that channel.
+func startMigration(ctx context.Context, dir string, state *os.File, command string) (*qmpConn, error) {
+	q, err := dialQMP(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	err = q.passFd(templateFdName, state)
+	if err == nil {
+		err = q.ignoreShared()
+	}
+	if err == nil {
+		err = q.waitAgentConnected(ctx)
+	}
+	if err == nil {
+		_, err = q.run(command, map[string]any{"uri": "fd:" + templateFdName}, nil)
+	}
+	if err != nil {
+		q.close()
+		return nil, err
+	}
+	return q, nil
+}
+
 // Snapshot saves the device state of the running template VM whose state
 // dir is dir into state, and quits it. Its RAM is already in its memory
 // file; the snapshot skips it. The VM is not stopped first: migration stops
 // it at the end, so the state records it running and a clone resumes at
 // once.
 func Snapshot(ctx context.Context, dir string, state *os.File) error {
-	q, err := dialQMP(ctx, dir)
+	q, err := startMigration(ctx, dir, state, "migrate")
 	if err != nil {
 		return err
 	}
 	defer q.close()
-	if err := q.passFd(templateFdName, state); err != nil {
-		return err
-	}
-	if err := q.ignoreShared(); err != nil {
-		return err
-	}
-	if err := q.waitAgentConnected(ctx); err != nil {
-		return err
-	}
-	if _, err := q.run("migrate", map[string]any{"uri": "fd:" + templateFdName}, nil); err != nil {
-		return err
-	}
 	for {
 		raw, err := q.run("query-migrate", nil, nil)
 		if err != nil {
@@ -123,23 +137,11 @@ func Snapshot(ctx context.Context, dir string, state *os.File) error {
 // once the VM runs. The host end of the agent channel must be connected
 // first (see waitAgentConnected).
 func Restore(ctx context.Context, dir string, state *os.File) error {
-	q, err := dialQMP(ctx, dir)
+	q, err := startMigration(ctx, dir, state, "migrate-incoming")
 	if err != nil {
 		return err
 	}
 	defer q.close()
-	if err := q.passFd(templateFdName, state); err != nil {
-		return err
-	}
-	if err := q.ignoreShared(); err != nil {
-		return err
-	}
-	if err := q.waitAgentConnected(ctx); err != nil {
-		return err
-	}
-	if _, err := q.run("migrate-incoming", map[string]any{"uri": "fd:" + templateFdName}, nil); err != nil {
-		return err
-	}
 	for {
 		raw, err := q.run("query-status", nil, nil)
 		if err != nil {
