@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/vmstate"
 )
 
 // Mount is one cgroup hierarchy mounted on the host.
@@ -52,7 +54,7 @@ func parseMountinfo(f io.Reader) ([]Mount, error) {
 		if len(pf) < 5 || len(qf) < 3 {
 			continue
 		}
-		dir := unescape(pf[4])
+		dir := vmstate.UnescapeMountinfo(pf[4])
 		if seen[dir] {
 			continue
 		}
@@ -78,24 +80,6 @@ func parseMountinfo(f io.Reader) ([]Mount, error) {
 		}
 	}
 	return ms, sc.Err()
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // ResolvePath turns a spec's cgroupsPath into a path below each hierarchy's

@@ -440,8 +440,8 @@ func detachMountsBelow(dir string) []string {
 		var points []string
 		for _, l := range strings.Split(string(b), "\n") {
 			f := strings.Fields(l)
-			if len(f) > 4 && strings.HasPrefix(unescapeMountinfo(f[4]), dir+"/") {
-				points = append(points, unescapeMountinfo(f[4]))
+			if len(f) > 4 && strings.HasPrefix(UnescapeMountinfo(f[4]), dir+"/") {
+				points = append(points, UnescapeMountinfo(f[4]))
 			}
 		}
 		sort.Sort(sort.Reverse(sort.StringSlice(points)))
@@ -453,8 +453,8 @@ func detachMountsBelow(dir string) []string {
 	return below()
 }
 
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountinfo(s string) string {
+// UnescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
