@@ -13,6 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/hooks"
 )
 
 // startContainer hooks run in the guest: their path resolves in the
@@ -22,10 +24,8 @@ import (
 // other phases run on the host, see hooks/). The OCI state comes from the
 // host, which alone knows the host-side facts (pid, bundle).
 
-const (
-	defaultHookTimeout = 2 * time.Minute
-	hookOutputMax      = 4096
-)
+// hookOutputMax bounds the output of a failed hook kept for its error.
+const hookOutputMax = 4096
 
 // runStartContainerHooks runs each hook in order and stops at the first
 // failure, which it returns.
@@ -45,12 +45,9 @@ func (a *agent) runContainerHook(c *containerState, i int, h specs.Hook, state [
 	if !strings.HasPrefix(h.Path, "/") {
 		return errors.New("path must be absolute")
 	}
-	timeout := defaultHookTimeout
-	if h.Timeout != nil {
-		if *h.Timeout <= 0 {
-			return fmt.Errorf("timeout must be positive, not %d", *h.Timeout)
-		}
-		timeout = time.Duration(*h.Timeout) * time.Second
+	timeout, err := hooks.Timeout(h)
+	if err != nil {
+		return err
 	}
 	// argv[0] is the hook's args[0]; the executable is its path.
 	args := []string{h.Path}
