@@ -166,6 +166,7 @@ func validateProcess(p *specs.Process) error {
 	if len(p.Args) == 0 {
 		return errors.New("args must not be empty")
 	}
+	container.DropUnraisableAmbient(p)
 	return nil
 }
 

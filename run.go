@@ -30,6 +30,7 @@ with its exit status.`,
 		}
 		detach := c.Bool("detach")
 		opts.Foreground = !detach
+		opts.StartsNow = true
 		r, err := newRuntime(c)
 		if err != nil {
 			return err

@@ -70,6 +70,10 @@ type CreateOptions struct {
 	// Foreground is run without --detach: the shim shares this process's
 	// stdio (a terminal, for terminal processes) and stays its child.
 	Foreground bool
+	// StartsNow is run: start follows create within the same verb, so
+	// nothing but the create-time hooks can add an interface to a new
+	// network namespace before the container starts.
+	StartsNow bool
 }
 
 // Created is what Create hands back to `run`.
@@ -179,11 +183,15 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 	u.add(func() { hostcgroup.Remove(st.Cgroups) })
 
 	vm := r.vmFor(o.ID, h.Dir, spec, accel.Name)
-	if netnsPath != "" {
+	if netnsPath != "" && !(st.OwnNetNS && o.StartsNow && !hasCreateHooks(spec)) {
 		// One NIC per interface the namespace holds now (podman's), at least
 		// one: docker moves its veth in during the prestart hook (20.10) or
 		// after create (28+), and microvm has no hotplug. A NIC takes its
-		// interface's MAC when known.
+		// interface's MAC when known. A VM for `run` of a new namespace
+		// without create-time hooks gets none: nothing can move an
+		// interface in before it starts, and a NIC with nothing to mirror
+		// would only be parked at start (~50 ms of cold guest code under
+		// TCG) for the container to see lo alone.
 		var macs []string
 		err := netns.Do(netnsPath, func() error {
 			links, err := network.Candidates()
@@ -344,6 +352,13 @@ func (r *Runtime) Create(ctx context.Context, o CreateOptions) (_ *Created, err 
 		proc, _ = os.FindProcess(st.Shim.Pid)
 	}
 	return &Created{Shim: proc}, nil
+}
+
+// hasCreateHooks reports whether hooks run between the VM's launch and the
+// container's start (docker 20.10 moves its veth in with a prestart hook).
+func hasCreateHooks(spec *specs.Spec) bool {
+	h := spec.Hooks
+	return h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer) > 0
 }
 
 func ownerName() string {

@@ -34,6 +34,9 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("config.json is malformed: %w", err)
 	}
+	if spec.Process != nil {
+		DropUnraisableAmbient(spec.Process)
+	}
 	if err := ValidateSpec(&spec, bundle); err != nil {
 		return nil, err
 	}
@@ -43,6 +46,32 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 		}
 	}
 	return &spec, nil
+}
+
+// DropUnraisableAmbient removes the ambient capabilities that are not both
+// permitted and inheritable: the kernel refuses to raise those. runc (1.1)
+// ignores the failed raise, and `runc spec` writes such a set (ambient caps
+// with no inheritable ones), so kabuto accepts the spec and drops them.
+func DropUnraisableAmbient(p *specs.Process) {
+	c := p.Capabilities
+	if c == nil || len(c.Ambient) == 0 {
+		return
+	}
+	in := func(set []string, name string) bool {
+		for _, s := range set {
+			if s == name {
+				return true
+			}
+		}
+		return false
+	}
+	kept := c.Ambient[:0:0]
+	for _, a := range c.Ambient {
+		if in(c.Permitted, a) && in(c.Inheritable, a) {
+			kept = append(kept, a)
+		}
+	}
+	c.Ambient = kept
 }
 
 // ValidateSpec checks the spec against the OCI runtime spec (runtime-tools'

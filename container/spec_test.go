@@ -1,8 +1,7 @@
 package container
 
 import (
-	"github.com/kabuto-runtime/kabuto/protocol"
-
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kabuto-runtime/kabuto/config"
+	"github.com/kabuto-runtime/kabuto/protocol"
 )
 
 func minimalSpec() *specs.Spec {
@@ -124,5 +124,34 @@ func TestVMSizing(t *testing.T) {
 	}
 	if vm.ShareDir != "/x/shared" || vm.Name != "kabuto-x" {
 		t.Errorf("paths: %+v", vm)
+	}
+}
+
+// `runc spec` (runc 1.1) writes ambient capabilities without inheritable
+// ones; runc runs that bundle, so kabuto must too, without the ambient ones
+// the kernel would refuse to raise.
+func TestLoadSpecRuncDefaultCaps(t *testing.T) {
+	dir := t.TempDir()
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	s := minimalSpec()
+	s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps, Ambient: caps}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	got, err := LoadSpec(dir)
+	if err != nil {
+		t.Fatalf("runc spec's default capabilities are refused: %v", err)
+	}
+	if n := len(got.Process.Capabilities.Ambient); n != 0 {
+		t.Errorf("ambient caps that are not inheritable kept: %v", got.Process.Capabilities.Ambient)
+	}
+	p := &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Permitted: caps, Inheritable: caps[:1], Ambient: caps,
+	}}
+	DropUnraisableAmbient(p)
+	if a := p.Capabilities.Ambient; len(a) != 1 || a[0] != "CAP_AUDIT_WRITE" {
+		t.Errorf("ambient after drop = %v, want [CAP_AUDIT_WRITE]", a)
 	}
 }

@@ -20,9 +20,13 @@ import (
 // debug is set by kabuto.debug=1 on the kernel command line.
 var debug bool
 
+// Each line ends with the guest's monotonic clock (the base of the kernel's
+// printk times), so that a boot can be profiled from the console alone.
 func logf(format string, args ...any) {
 	if debug {
-		fmt.Fprintf(os.Stderr, "kabuto-agent: "+format+"\n", args...)
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		fmt.Fprintf(os.Stderr, "kabuto-agent: "+format+" [%d.%06d]\n", append(args, ts.Sec, ts.Nsec/1000)...)
 	}
 }
 

@@ -229,6 +229,7 @@ func (a *agent) handle(s *yamux.Stream) {
 	}
 	protocol.WriteFrame(s, protocol.Reply(result, err))
 	s.Close()
+	logf("answered %s", req.Method)
 	if req.Method == protocol.MethodHello {
 		a.startLateSetup()
 	}
