@@ -199,13 +199,13 @@ func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
 		}
 		agentclient.ForStateDir(dir).Signal(cctx, protocol.InitProcess, int(unix.SIGKILL), true)
 		cancel()
-		waitGone(st.Shim, 2*time.Second)
+		st.Shim.WaitGone(2 * time.Second)
 	}
 	stopQEMU(dir, st.QEMU)
 	for _, p := range append([]vmstate.Process{st.Shim}, st.ExecShims()...) {
 		if p.Alive() {
 			unix.Kill(p.Pid, unix.SIGKILL)
-			waitGone(p, 2*time.Second)
+			p.WaitGone(2 * time.Second)
 		}
 	}
 	for i := len(st.Mounts) - 1; i >= 0; i-- {

@@ -573,25 +573,11 @@ func stopQEMU(dir string, p vmstate.Process) {
 		mon.Execute("quit", nil)
 		mon.Close()
 	}
-	if waitGone(p, 3*time.Second) {
+	if p.WaitGone(3 * time.Second) {
 		return
 	}
 	unix.Kill(p.Pid, unix.SIGKILL)
-	waitGone(p, 5*time.Second)
-}
-
-// waitGone polls until p has exited (QEMU is not our child: no wait).
-func waitGone(p vmstate.Process, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if !p.Alive() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.WaitGone(5 * time.Second)
 }
 
 // marshalSpec deep-copies a spec.

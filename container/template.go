@@ -322,7 +322,7 @@ func (ts templates) make(ctx context.Context, key string, vm *qemu.VM, files []q
 	defer func() {
 		if perr == nil && proc.Alive() {
 			unix.Kill(pid, unix.SIGKILL)
-			waitGone(proc, 5*time.Second)
+			proc.WaitGone(5 * time.Second)
 		}
 	}()
 	// The host end of the agent channel stays connected, silent, until the
@@ -349,9 +349,9 @@ func (ts templates) make(ctx context.Context, key string, vm *qemu.VM, files []q
 	if err := qemu.Snapshot(ctx, dir, state); err != nil {
 		return err
 	}
-	if perr == nil && !waitGone(proc, 5*time.Second) {
+	if perr == nil && !proc.WaitGone(5*time.Second) {
 		unix.Kill(pid, unix.SIGKILL)
-		waitGone(proc, 5*time.Second)
+		proc.WaitGone(5 * time.Second)
 	}
 	if err := state.Sync(); err != nil {
 		return err

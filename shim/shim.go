@@ -217,7 +217,8 @@ func (h *hub) drain(max time.Duration) {
 	h.ln.Close()
 	deadline := time.Now().Add(max)
 	for h.active.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+		// Usually a few milliseconds: every exit waits on this.
+		time.Sleep(time.Millisecond)
 	}
 	h.sess.Close()
 }

@@ -94,6 +94,46 @@ func (p Process) Alive() bool {
 	return st == p.StartTime && state != 'Z' && state != 'X'
 }
 
+// WaitGone waits, at most d, until p has exited, and reports whether it
+// has. A pidfd wakes it the moment the process ends (it need not be our
+// child); without pidfds it polls.
+func (p Process) WaitGone(d time.Duration) bool {
+	if !p.Alive() {
+		return true
+	}
+	deadline := time.Now().Add(d)
+	if fd, err := unix.PidfdOpen(p.Pid, 0); err == nil {
+		defer unix.Close(fd)
+		// The pid may have been reused before the open: check it is p's.
+		if !p.Alive() {
+			return true
+		}
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return !p.Alive()
+			}
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left/time.Millisecond)+1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				break
+			}
+			if n > 0 {
+				return true
+			}
+		}
+	}
+	for p.Alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // procStat returns the start time and state letter of pid.
 func procStat(pid int) (uint64, byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")

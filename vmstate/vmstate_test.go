@@ -4,9 +4,11 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -162,5 +164,31 @@ func TestRemoveDetachesMounts(t *testing.T) {
 	}
 	if _, err := os.Stat(h.Dir); !os.IsNotExist(err) {
 		t.Fatalf("state dir left: %v", err)
+	}
+}
+
+func TestWaitGone(t *testing.T) {
+	cmd := exec.Command("sleep", "0.2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ProcessOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.WaitGone(10 * time.Millisecond) {
+		t.Fatal("a running process reported gone")
+	}
+	go cmd.Wait()
+	start := time.Now()
+	if !p.WaitGone(5 * time.Second) {
+		t.Fatal("an exited process not reported gone")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("WaitGone took %v for a process that ran 0.2 s", d)
+	}
+	// A pid now unused (or reused: the start time differs) is gone at once.
+	if !p.WaitGone(time.Second) {
+		t.Error("a reaped process not reported gone")
 	}
 }

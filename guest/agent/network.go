@@ -16,32 +16,67 @@ import (
 
 // configureNetwork gives each guest NIC (found by the MAC QEMU gave it) the
 // name, MAC, MTU and addresses of the host interface it mirrors, then adds the
-// routes. The container shares the VM's network namespace.
+// routes. The container shares the VM's network namespace. Under emulation
+// every netlink change runs cold kernel code (a rename alone re-registers the
+// device's sysctls: ~25 ms), so only what differs is changed.
 func configureNetwork(req *protocol.NetworkRequest) error {
 	if len(req.Interfaces) > 16 || len(req.Routes) > 256 {
 		return errors.New("network: too many interfaces or routes")
 	}
-	// The kernel named the NICs eth0, eth1, …, in its own order; the host's
-	// names may be the same ones swapped. Move every NIC out of the way first.
-	names := map[string]bool{}
-	for i, iface := range req.Interfaces {
-		if names[iface.Name] {
-			return fmt.Errorf("network: interface name %q given twice", iface.Name)
-		}
-		names[iface.Name] = true
-		link, err := linkByMAC(iface.GuestMAC)
-		if err != nil {
-			return fmt.Errorf("network: %s: %w", iface.Name, err)
-		}
-		if err := netlink.LinkSetDown(link); err != nil {
-			return err
-		}
-		if err := netlink.LinkSetName(link, fmt.Sprintf("kbnic%d", i)); err != nil {
-			return fmt.Errorf("network: %s: rename: %w", iface.Name, err)
+	links, err := netlink.LinkList()
+	if err != nil {
+		return err
+	}
+	byMAC := map[string]netlink.Link{}
+	names := map[string]string{} // MAC -> current name
+	for _, l := range links {
+		if m := l.Attrs().HardwareAddr.String(); m != "" {
+			byMAC[m] = l
+			names[m] = l.Attrs().Name
 		}
 	}
-	for _, iface := range req.Interfaces {
-		if err := configureInterface(iface); err != nil {
+	find := func(mac string) (netlink.Link, error) {
+		hw, err := net.ParseMAC(mac)
+		if err != nil {
+			return nil, err
+		}
+		if l, ok := byMAC[hw.String()]; ok {
+			return l, nil
+		}
+		return nil, fmt.Errorf("no NIC with MAC %s", mac)
+	}
+	seen := map[string]bool{}
+	want := make([]rename, 0, len(req.Interfaces))
+	nics := make([]netlink.Link, len(req.Interfaces))
+	for i, iface := range req.Interfaces {
+		if seen[iface.Name] {
+			return fmt.Errorf("network: interface name %q given twice", iface.Name)
+		}
+		seen[iface.Name] = true
+		if nics[i], err = find(iface.GuestMAC); err != nil {
+			return fmt.Errorf("network: %s: %w", iface.Name, err)
+		}
+		want = append(want, rename{nics[i].Attrs().HardwareAddr.String(), iface.Name})
+	}
+	down := map[int]bool{}
+	setDown := func(l netlink.Link) error {
+		if l.Attrs().Flags&net.FlagUp == 0 || down[l.Attrs().Index] {
+			return nil
+		}
+		down[l.Attrs().Index] = true
+		return netlink.LinkSetDown(l)
+	}
+	for _, step := range renamePlan(names, want) {
+		l := byMAC[step.mac]
+		if err := setDown(l); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetName(l, step.name); err != nil {
+			return fmt.Errorf("network: rename %s to %s: %w", names[step.mac], step.name, err)
+		}
+	}
+	for i, iface := range req.Interfaces {
+		if err := configureInterface(nics[i], iface, setDown); err != nil {
 			return fmt.Errorf("network: %s: %w", iface.Name, err)
 		}
 	}
@@ -51,11 +86,46 @@ func configureNetwork(req *protocol.NetworkRequest) error {
 		}
 	}
 	for _, mac := range req.Park {
-		if err := park(mac); err != nil {
+		l, err := find(mac)
+		if err == nil {
+			err = park(l)
+		}
+		if err != nil {
 			return fmt.Errorf("network: park %s: %w", mac, err)
 		}
 	}
 	return nil
+}
+
+// rename gives the NIC with MAC mac the name name.
+type rename struct{ mac, name string }
+
+// renamePlan returns the renames that give each NIC in want its name, given
+// the current names by MAC: none for a NIC already named right, a direct
+// rename when the name is free, and otherwise (names swapped between NICs)
+// every NIC to rename goes to a temporary kbnic<i> first.
+func renamePlan(current map[string]string, want []rename) []rename {
+	taken := map[string]bool{}
+	for _, n := range current {
+		taken[n] = true
+	}
+	var needs []rename
+	clash := false
+	for _, w := range want {
+		if !validIfName(w.name) || current[w.mac] == w.name {
+			continue
+		}
+		needs = append(needs, w)
+		clash = clash || taken[w.name]
+	}
+	if !clash {
+		return needs
+	}
+	plan := make([]rename, 0, 2*len(needs))
+	for i, w := range needs {
+		plan = append(plan, rename{w.mac, fmt.Sprintf("kbnic%d", i)})
+	}
+	return append(plan, needs...)
 }
 
 // parkingNS is a network namespace of the guest that nothing uses, where
@@ -66,11 +136,7 @@ var parkingNS = struct {
 	err error
 }{fd: -1}
 
-func park(mac string) error {
-	link, err := linkByMAC(mac)
-	if err != nil {
-		return err
-	}
+func park(link netlink.Link) error {
 	parkingNS.Do(func() {
 		done := make(chan struct{})
 		go func() {
@@ -90,50 +156,28 @@ func park(mac string) error {
 	return netlink.LinkSetNsFd(link, parkingNS.fd)
 }
 
-func linkByMAC(mac string) (netlink.Link, error) {
-	want, err := net.ParseMAC(mac)
-	if err != nil {
-		return nil, err
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range links {
-		if l.Attrs().HardwareAddr.String() == want.String() {
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no NIC with MAC %s", mac)
-}
-
 func validIfName(n string) bool {
 	return n != "" && len(n) < 16 && !strings.ContainsAny(n, "/ \x00:") && n != "." && n != ".."
 }
 
-func configureInterface(iface protocol.Interface) error {
-	link, err := linkByMAC(iface.GuestMAC)
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetDown(link); err != nil {
-		return err
-	}
-	if validIfName(iface.Name) && link.Attrs().Name != iface.Name {
-		if err := netlink.LinkSetName(link, iface.Name); err != nil {
-			return fmt.Errorf("rename: %w", err)
-		}
-	}
-	if iface.MAC != "" && iface.MAC != iface.GuestMAC {
+// configureInterface gives link the host interface's MAC, MTU and
+// addresses (it has its name already) and brings it up.
+func configureInterface(link netlink.Link, iface protocol.Interface, setDown func(netlink.Link) error) error {
+	if iface.MAC != "" {
 		mac, err := net.ParseMAC(iface.MAC)
 		if err != nil {
 			return err
 		}
-		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
-			return fmt.Errorf("set MAC: %w", err)
+		if mac.String() != link.Attrs().HardwareAddr.String() {
+			if err := setDown(link); err != nil {
+				return err
+			}
+			if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
+				return fmt.Errorf("set MAC: %w", err)
+			}
 		}
 	}
-	if iface.MTU >= 68 && iface.MTU <= 65535 {
+	if iface.MTU >= 68 && iface.MTU <= 65535 && iface.MTU != link.Attrs().MTU {
 		if err := netlink.LinkSetMTU(link, iface.MTU); err != nil {
 			return fmt.Errorf("set MTU: %w", err)
 		}

@@ -51,6 +51,10 @@ type bundleOpts struct {
 	// noNetNS leaves out the network namespace: kabuto then gives the VM
 	// no NIC (the container shares the guest's network namespace).
 	noNetNS bool
+	// noopHook adds a prestart hook that does nothing: with a create-time
+	// hook, `run` keeps a NIC in the VM (the hook could move an interface
+	// in), parked at start when nothing came.
+	noopHook bool
 }
 
 // makeBundle writes config.json for the rootfs at dir/rootfs (made if
@@ -92,6 +96,9 @@ func makeBundle(dir string, o bundleOpts) error {
 	}
 	if o.noNetNS {
 		spec.Linux.Namespaces = spec.Linux.Namespaces[:len(spec.Linux.Namespaces)-1]
+	}
+	if o.noopHook {
+		spec.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}}
 	}
 	for src, dst := range o.binds {
 		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rw"}})

@@ -133,8 +133,9 @@ func exists(p string) bool {
 
 var (
 	kernelLine = regexp.MustCompile(`^\[\s*(\d+)\.(\d{6})\] (.*)$`)
-	agentLine  = regexp.MustCompile(`^kabuto-agent: (.*)$`)
-	readyIn    = regexp.MustCompile(`^guest ready in (\S+) `)
+	// The agent ends each debug line with the guest clock, " [s.us]".
+	agentLine = regexp.MustCompile(`^kabuto-agent: (.*?)(?: \[\d+\.\d+\])?$`)
+	readyIn   = regexp.MustCompile(`^guest ready in (\S+) `)
 )
 
 // stage is one slice of the profile.
@@ -228,6 +229,10 @@ func analyze(pr *profileRun) (*profile, error) {
 	if runInit < 0 {
 		return nil, fmt.Errorf("no \"Run /init\" kernel line")
 	}
+	if _, ok := agent["network"]; !ok {
+		// No NIC in the VM: no network request before the start.
+		agent["network"] = agent["start"]
+	}
 	for _, k := range []string{"ready", "hello", "create", "created", "network", "start"} {
 		if _, ok := agent[k]; !ok {
 			return nil, fmt.Errorf("no agent %q line on the console", k)
@@ -249,8 +254,8 @@ func analyze(pr *profileRun) (*profile, error) {
 		{"host: shim started, first hello answered", agent["hello"]},
 		{"host: hello to create request", agent["create"]},
 		{"guest: container create (late setup, 9p mount, namespaces, mounts)", agent["created"]},
-		{"host: shim attaches stdio, netns scan until the network request", agent["network"]},
-		{"guest NIC set-up, state save, start's netns rescan until the start request", agent["start"]},
+		{"host: shim attaches stdio, netns scan until the network request (the start request without a NIC)", agent["network"]},
+		{"guest NIC set-up, state save, start's netns rescan until the start request (none without a NIC)", agent["start"]},
 		{"run /bin/true, its exit, delete until QEMU has exited", pr.qemuGone},
 		{"host: rest of delete (unmounts, netns, cgroups, state) until kabuto exits", pr.end},
 	}
