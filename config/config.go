@@ -57,6 +57,12 @@ type Hypervisor struct {
 	// FreePageReporting gives the guest a virtio-balloon whose free page
 	// reporting hands the RAM the guest frees back to the host.
 	FreePageReporting bool `toml:"free_page_reporting" json:"free_page_reporting"`
+	// TransparentHugepages lets the host back QEMU's memory (guest RAM, the
+	// TCG translation cache) with transparent huge pages. QEMU asks for
+	// them; off, kabuto starts QEMU with PR_SET_THP_DISABLE, and the host
+	// counts what the guest touches in 4 KiB pages, not 2 MiB ones (~6 MiB
+	// less per idle VM under TCG, for ~5 % slower boots).
+	TransparentHugepages bool `toml:"transparent_hugepages" json:"transparent_hugepages"`
 	// DebugConsole keeps the guest's serial console in <state>/console.log
 	// and makes the kernel and agent verbose.
 	DebugConsole bool `toml:"debug_console" json:"debug_console"`
@@ -86,16 +92,17 @@ type Factory struct {
 func Default() *Config {
 	return &Config{
 		Hypervisor: Hypervisor{
-			Path:              "qemu-system-x86_64",
-			Kernel:            "/usr/share/kabuto/vmlinux",
-			Initrd:            "/usr/share/kabuto/kabuto-initrd.img",
-			MachineType:       "microvm",
-			VCPUs:             1,
-			MaxVCPUs:          4,
-			MemoryMiB:         128,
-			Accel:             "auto",
-			Msize9P:           512000,
-			FreePageReporting: true,
+			Path:                 "qemu-system-x86_64",
+			Kernel:               "/usr/share/kabuto/vmlinux",
+			Initrd:               "/usr/share/kabuto/kabuto-initrd.img",
+			MachineType:          "microvm",
+			VCPUs:                1,
+			MaxVCPUs:             4,
+			MemoryMiB:            128,
+			Accel:                "auto",
+			Msize9P:              512000,
+			FreePageReporting:    true,
+			TransparentHugepages: true,
 		},
 		Agent: Agent{
 			StartTimeoutSeconds:   60,

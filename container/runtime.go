@@ -402,6 +402,7 @@ func (r *Runtime) vmFor(id, dir string, spec *specs.Spec, accel string) *qemu.VM
 		MemoryMiB:         mem,
 		TBSizeMiB:         hc.TBSizeMiB,
 		FreePageReporting: hc.FreePageReporting,
+		NoTHP:             !hc.TransparentHugepages,
 		TSCKHz:            qemu.HostTSCKHz(),
 		Msize9P:           hc.Msize9P,
 		KernelParams:      hc.KernelParams,

@@ -33,6 +33,8 @@ type VM struct {
 	// FreePageReporting adds a virtio-balloon that reports free guest pages
 	// (the host then drops them from QEMU's memory).
 	FreePageReporting bool
+	// NoTHP starts QEMU with transparent huge pages disabled for its memory.
+	NoTHP bool
 	TSCKHz            uint64
 	Msize9P           int
 	KernelParams      string

@@ -9,10 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"golang.org/x/sys/unix"
+
 	"github.com/kabuto-runtime/kabuto/vmstate"
 )
 
@@ -54,7 +57,7 @@ func Launch(ctx context.Context, vm *VM) (int, error) {
 	cmd.Dir = vm.StateDir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startNoTHP(cmd, vm.NoTHP); err != nil {
 		return 0, fmt.Errorf("start qemu: %w", err)
 	}
 	exited := make(chan struct{})
@@ -174,4 +177,24 @@ func (m *Monitor) Status() (string, error) {
 		return "", err
 	}
 	return st.Status, nil
+}
+
+// thpMu serializes the PR_SET_THP_DISABLE window: the flag is the whole
+// process's, and every child forked while it is set inherits it.
+var thpMu sync.Mutex
+
+// startNoTHP starts cmd, with transparent huge pages disabled for it when
+// noTHP is set (the flag is inherited at fork and kept across exec; QEMU's
+// own MADV_HUGEPAGE then has no effect).
+func startNoTHP(cmd *exec.Cmd, noTHP bool) error {
+	if !noTHP {
+		return cmd.Start()
+	}
+	thpMu.Lock()
+	defer thpMu.Unlock()
+	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("disable transparent huge pages: %w", err)
+	}
+	defer unix.Prctl(unix.PR_SET_THP_DISABLE, 0, 0, 0, 0)
+	return cmd.Start()
 }

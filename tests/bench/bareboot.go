@@ -43,7 +43,7 @@ func startBareVM(work string, cfg *config.Config) (*bareVM, error) {
 	vm := &qemu.VM{
 		Name: "kabuto-bench", Binary: hc.Path, Kernel: hc.Kernel, Initrd: hc.Initrd,
 		Machine: hc.MachineType, Accel: accel.Name, VCPUs: hc.VCPUs, MemoryMiB: hc.MemoryMiB,
-		TBSizeMiB: hc.TBSizeMiB, FreePageReporting: hc.FreePageReporting,
+		TBSizeMiB: hc.TBSizeMiB, FreePageReporting: hc.FreePageReporting, NoTHP: !hc.TransparentHugepages,
 		TSCKHz: qemu.HostTSCKHz(), Msize9P: hc.Msize9P, KernelParams: hc.KernelParams,
 		StateDir: dir, ShareDir: share, ShareTag: protocol.ShareTag, PortName: protocol.PortName,
 	}

@@ -85,7 +85,7 @@ func (b *bench) benchMemoryExec() {
 		return []int64{p.GuestRAM, p.TCGCache, p.KernelInitrd, p.QEMUFiles, p.Other}
 	}
 	names := []string{
-		fmt.Sprintf("guest RAM (touched part of the %d MiB%s)", hc.MemoryMiB, thpNote()),
+		fmt.Sprintf("guest RAM (touched part of the %d MiB%s)", hc.MemoryMiB, thpNote(hc.TransparentHugepages)),
 		"TCG translation cache (" + tbSize(hc.TBSizeMiB) + ")",
 		"kernel and initrd files mapped by QEMU (shared between VMs)",
 		"QEMU binary and libraries (shared between VMs)",
@@ -144,11 +144,15 @@ func (b *bench) benchMemoryExec() {
 }
 
 // thpNote says when the host backs QEMU's RAM with transparent huge pages
-// (QEMU asks for them): then guest RAM is touched in 2 MiB units.
-func thpNote() string {
+// (QEMU asks for them, and kabuto lets it with transparent_hugepages): then
+// guest RAM is touched in 2 MiB units.
+func thpNote(allowed bool) string {
 	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
 	if err != nil || strings.Contains(string(b), "[never]") {
 		return ""
+	}
+	if !allowed {
+		return "; host THP off for QEMU: 4 KiB units"
 	}
 	return "; host THP: 2 MiB units"
 }
