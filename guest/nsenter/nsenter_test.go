@@ -165,12 +165,15 @@ func TestParseMalformed(t *testing.T) {
 		"rlimit beyond end": {patch(rlimitsAt, 2), "rlimit count"},
 		"insn count":        {patch(seccompAt+4, 4097), "seccomp program length"},
 		"insns beyond end":  {patch(seccompAt+4, 1000), "seccomp program length"},
-		"flags no program":  {func() []byte { b := patch(seccompAt, 1); return append(b[:seccompAt+4], append([]byte{0, 0, 0, 0}, b[seccompAt+16:]...)...) }(), "seccomp flags without a program"},
-		"cwd length":        {patch(cwdAt, 0xfffffff0), "truncated string"},
-		"empty cwd":         {append(patch(cwdAt, 0)[:cwdAt+4], minimal[cwdAt+5:]...), "empty cwd"},
-		"NUL in cwd":        {func() []byte { b := bytes.Clone(minimal); b[cwdAt+4] = 0; return b }(), "NUL"},
-		"no args":           {append(patch(argsAt, 0)[:argsAt+4], minimal[argsAt+4+4+4:]...), "no process to run"},
-		"arg count":         {patch(argsAt, 0x40000000), "string count"},
+		"flags no program": {func() []byte {
+			b := patch(seccompAt, 1)
+			return append(b[:seccompAt+4], append([]byte{0, 0, 0, 0}, b[seccompAt+16:]...)...)
+		}(), "seccomp flags without a program"},
+		"cwd length": {patch(cwdAt, 0xfffffff0), "truncated string"},
+		"empty cwd":  {append(patch(cwdAt, 0)[:cwdAt+4], minimal[cwdAt+5:]...), "empty cwd"},
+		"NUL in cwd": {func() []byte { b := bytes.Clone(minimal); b[cwdAt+4] = 0; return b }(), "NUL"},
+		"no args":    {append(patch(argsAt, 0)[:argsAt+4], minimal[argsAt+4+4+4:]...), "no process to run"},
+		"arg count":  {patch(argsAt, 0x40000000), "string count"},
 	} {
 		err := parse(tc.b)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
