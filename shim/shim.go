@@ -251,27 +251,41 @@ type relay struct {
 	stderr net.Conn
 }
 
+// attach opens the process's streams, all at once: each is a round trip to
+// the guest, and none depends on another.
 func attach(ctx context.Context, client *agentclient.Client, opts Options) (*relay, error) {
 	r := &relay{opts: opts, client: client}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var err error
-	if r.stdout, err = client.Attach(actx, protocol.MethodAttachOut, opts.Process); err != nil {
-		return nil, err
+	type stream struct {
+		method string
+		conn   *net.Conn
+		err    error
 	}
+	streams := []*stream{{method: protocol.MethodAttachOut, conn: &r.stdout}}
 	if !opts.Terminal {
-		if r.stderr, err = client.Attach(actx, protocol.MethodAttachErr, opts.Process); err != nil {
-			r.stdout.Close()
-			return nil, err
-		}
+		streams = append(streams, &stream{method: protocol.MethodAttachErr, conn: &r.stderr})
 	}
 	if opts.Stdin || opts.Terminal {
-		if r.stdin, err = client.Attach(actx, protocol.MethodAttachStdin, opts.Process); err != nil {
-			r.stdout.Close()
-			if r.stderr != nil {
-				r.stderr.Close()
+		streams = append(streams, &stream{method: protocol.MethodAttachStdin, conn: &r.stdin})
+	}
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*s.conn, s.err = client.Attach(actx, s.method, opts.Process)
+		}()
+	}
+	wg.Wait()
+	for _, s := range streams {
+		if s.err != nil {
+			for _, o := range streams {
+				if o.err == nil {
+					(*o.conn).Close()
+				}
 			}
-			return nil, err
+			return nil, s.err
 		}
 	}
 	return r, nil

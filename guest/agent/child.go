@@ -15,12 +15,17 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kabuto-runtime/kabuto/guest/nsenter"
 	"github.com/kabuto-runtime/kabuto/guest/seccomp"
 )
 
 // A container process is this binary re-executed in one of two child modes.
-// fds: 3 config (JSON, read to EOF), 4 status (lines to the agent), 5 start
-// (one byte = go), 6 console socket (the pty master goes back through it).
+// fds: 3 config (read to EOF), 4 status (lines to the agent), 5 start (one
+// byte = go), 6 console socket (the pty master goes back through it). The
+// init (container-init) is Go: childMain, with a JSON childConfig. An exec'd
+// process (container-exec, also the startContainer hooks) never reaches Go:
+// the C constructor of guest/nsenter enters the container, sets the process
+// up from an nsenter.ExecConfig the agent resolved (execConfig) and execs.
 const (
 	childInitArg = "container-init"
 	childExecArg = "container-exec"
@@ -31,18 +36,16 @@ const (
 	fdConsole = 6
 )
 
-// childConfig is what the agent tells a child.
+// childConfig is what the agent tells the container's init.
 type childConfig struct {
-	Spec    *specs.Spec    `json:"spec,omitempty"` // init only
+	Spec    *specs.Spec    `json:"spec,omitempty"`
 	Process *specs.Process `json:"process"`
-	Rootfs  string         `json:"rootfs,omitempty"` // init only
+	Rootfs  string         `json:"rootfs,omitempty"`
 	NoPivot bool           `json:"noPivot,omitempty"`
 	// NewCgroupNS: unshare the cgroup namespace once in the cgroup.
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
-	// Seccomp: the container's profile, for the init and exec'd processes.
+	// Seccomp: the container's profile.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
-	// stdinWanted: the agent gives the child a stdin pipe (agent side only).
-	stdinWanted bool
 }
 
 // specSeccomp is the spec's seccomp profile, nil without one.
@@ -53,8 +56,51 @@ func specSeccomp(s *specs.Spec) *specs.LinuxSeccomp {
 	return s.Linux.Seccomp
 }
 
-// childMain runs in the child; it never returns: it execs or exits.
-func childMain(mode string) {
+// execConfig resolves what an exec'd process needs (capability masks,
+// rlimits, the compiled seccomp filter, identity, defaults) into the blob
+// the C exec child applies. Capabilities this kernel lacks are logged and
+// skipped, as runc warns and carries on.
+func execConfig(p *specs.Process, sc *specs.LinuxSeccomp) ([]byte, error) {
+	if p == nil || len(p.Args) == 0 {
+		return nil, errors.New("no process to run")
+	}
+	c := &nsenter.ExecConfig{
+		Args: p.Args, Env: p.Env, Cwd: p.Cwd, Terminal: p.Terminal, NoNewPrivileges: p.NoNewPrivileges,
+		Umask: 0o022, UID: p.User.UID, GID: p.User.GID, AdditionalGids: p.User.AdditionalGids,
+		OOMScoreAdj: p.OOMScoreAdj, LastCap: lastCap(),
+	}
+	if p.User.Umask != nil {
+		c.Umask = *p.User.Umask
+	}
+	if p.Capabilities != nil {
+		m, unknown := resolveCaps(p.Capabilities, c.LastCap)
+		for _, u := range unknown {
+			logf("container process: warning: unknown capability %q ignored", u)
+		}
+		c.Caps = &nsenter.Caps{Bounding: m.bounding, Effective: m.effective, Permitted: m.permitted,
+			Inheritable: m.inheritable, Ambient: m.ambient}
+	}
+	for _, rl := range p.Rlimits {
+		res, ok := rlimitNames[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q", rl.Type)
+		}
+		c.Rlimits = append(c.Rlimits, nsenter.Rlimit{Resource: res, Soft: rl.Soft, Hard: rl.Hard})
+	}
+	filter, err := seccomp.Compile(sc)
+	if err != nil {
+		return nil, err
+	}
+	if filter != nil {
+		// The exec child is single-threaded: nothing to synchronize.
+		c.Seccomp, c.SeccompFlags = filter.Program, filter.Flags&^unix.SECCOMP_FILTER_FLAG_TSYNC
+	}
+	return c.Encode()
+}
+
+// childMain runs in the container's init; it never returns: it execs or
+// exits.
+func childMain() {
 	runtime.LockOSThread()
 	status := os.NewFile(fdStatus, "status")
 	fail := func(err error) {
@@ -66,7 +112,7 @@ func childMain(mode string) {
 		fail(fmt.Errorf("read container config: %w", err))
 	}
 	closeExtraFdsOnExec()
-	path, err := prepareChild(mode, &cfg)
+	path, err := prepareChild(&cfg)
 	if err != nil {
 		fail(err)
 	}
@@ -117,7 +163,7 @@ func closeExtraFdsOnExec() {
 
 // prepareChild does everything that must happen before the start signal,
 // and resolves the executable (a missing one fails create, as with runc).
-func prepareChild(mode string, cfg *childConfig) (string, error) {
+func prepareChild(cfg *childConfig) (string, error) {
 	p := cfg.Process
 	if p == nil || len(p.Args) == 0 {
 		return "", errors.New("no process to run")
@@ -125,21 +171,19 @@ func prepareChild(mode string, cfg *childConfig) (string, error) {
 	if _, err := unix.Setsid(); err != nil {
 		return "", fmt.Errorf("setsid: %w", err)
 	}
-	if mode == childInitArg {
-		if cfg.NewCgroupNS {
-			if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-				return "", fmt.Errorf("unshare cgroup namespace: %w", err)
-			}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return "", fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
-		if err := setupRootfs(cfg.Spec, cfg.Rootfs, cfg.NoPivot); err != nil {
-			return "", err
-		}
-		if err := setupUTSAndSysctl(cfg.Spec); err != nil {
-			return "", err
-		}
-		if err := finalizeRootfs(cfg.Spec); err != nil {
-			return "", err
-		}
+	}
+	if err := setupRootfs(cfg.Spec, cfg.Rootfs, cfg.NoPivot); err != nil {
+		return "", err
+	}
+	if err := setupUTSAndSysctl(cfg.Spec); err != nil {
+		return "", err
+	}
+	if err := finalizeRootfs(cfg.Spec); err != nil {
+		return "", err
 	}
 	if p.Terminal {
 		if err := setupConsole(); err != nil {

@@ -110,15 +110,42 @@ func (p *process) makePipes(withStdin bool) (*stdio, error) {
 	return s, nil
 }
 
-// spawn starts a child in mode with cfg; it returns the status reader and the
-// start pipe once the child reported ready (it then waits for a start byte).
+// spawn starts a child; it returns the status reader and the start pipe
+// once the child reported ready (it then waits for a start byte).
 type spawned struct {
 	pid    int
 	status *bufio.Reader
 	startW *os.File
 }
 
-func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.SysProcAttr, env []string, cgroup string, nsenter bool) (*spawned, error) {
+// spawnSpec is one child to start.
+type spawnSpec struct {
+	mode string
+	// config goes to the child's fd 3: a JSON childConfig (init) or an
+	// nsenter.ExecConfig blob (exec).
+	config []byte
+	// stdin: the agent gives the child a stdin pipe.
+	stdin       bool
+	consoleSize *specs.Box
+	sys         *syscall.SysProcAttr
+	env         []string
+	cgroup      string
+	// nsenterPid: enter the namespaces of this process (exec), 0 for none.
+	nsenterPid int
+}
+
+// spawnExec starts an exec'd process (or a startContainer hook) in the
+// namespaces of the container's init and in cgroup.
+func (a *agent) spawnExec(p *process, proc *specs.Process, sc *specs.LinuxSeccomp, stdin bool, c *containerState, cgroup string) (*spawned, error) {
+	cfg, err := execConfig(proc, sc)
+	if err != nil {
+		return nil, err
+	}
+	return a.spawn(p, spawnSpec{mode: childExecArg, config: cfg, stdin: stdin, consoleSize: proc.ConsoleSize,
+		sys: &syscall.SysProcAttr{}, env: []string{"PATH=/bin"}, cgroup: cgroup, nsenterPid: c.init.pid})
+}
+
+func (a *agent) spawn(p *process, s spawnSpec) (*spawned, error) {
 	var io_ *stdio
 	var err error
 	if p.terminal {
@@ -127,7 +154,7 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 			return nil, err
 		}
 		io_ = &stdio{child: [3]*os.File{null, null, null}, close: []*os.File{null}}
-	} else if io_, err = p.makePipes(cfg.stdinWanted); err != nil {
+	} else if io_, err = p.makePipes(s.stdin); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -159,6 +186,8 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 	files := []uintptr{io_.child[0].Fd(), io_.child[1].Fd(), io_.child[2].Fd(), cfgR.Fd(), statusW.Fd(), startR.Fd(), consoleC.Fd()}
 
 	var nsSync, nsSyncW *os.File
+	env := s.env
+	nsenter := s.nsenterPid != 0
 	if nsenter {
 		if nsSync, nsSyncW, err = os.Pipe(); err != nil {
 			return nil, err
@@ -166,11 +195,12 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 		defer nsSync.Close()
 		defer nsSyncW.Close()
 		files = append(files, nsSyncW.Fd())
-		env = append(env, "_KABUTO_NSENTER_FD="+strconv.Itoa(len(files)-1))
+		env = append(env[:len(env):len(env)], "_KABUTO_NSENTER_PID="+strconv.Itoa(s.nsenterPid),
+			"_KABUTO_NSENTER_FD="+strconv.Itoa(len(files)-1))
 	}
 	t0 := time.Now()
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"kabuto-agent", mode}, &syscall.ProcAttr{
-		Env: env, Files: files, Sys: sys,
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"kabuto-agent", s.mode}, &syscall.ProcAttr{
+		Env: env, Files: files, Sys: s.sys,
 	})
 	if err != nil {
 		cfgW.Close()
@@ -189,8 +219,8 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 		}
 	}
 	p.pid = pid
-	if cgroup != "" {
-		if err := joinCgroup(cgroup, pid); err != nil {
+	if s.cgroup != "" {
+		if err := joinCgroup(s.cgroup, pid); err != nil {
 			unix.Kill(pid, unix.SIGKILL)
 			cfgW.Close()
 			consoleA.Close()
@@ -198,7 +228,7 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 		}
 	}
 	a.procs.register(p)
-	err = json.NewEncoder(cfgW).Encode(cfg)
+	_, err = cfgW.Write(s.config)
 	cfgW.Close()
 	statusW.Close()
 	consoleC.Close()
@@ -223,14 +253,14 @@ func (a *agent) spawn(p *process, mode string, cfg *childConfig, sys *syscall.Sy
 			return fail(err)
 		}
 		p.stdin, p.stdout = master, master
-		if cs := cfg.Process.ConsoleSize; cs != nil {
+		if cs := s.consoleSize; cs != nil {
 			p.resize(uint16(cs.Height), uint16(cs.Width))
 		}
 	}
 	if err := readStatus(status); err != nil {
 		return fail(err)
 	}
-	logf("%s %s ready in %v", mode, p.id, time.Since(t0))
+	logf("%s %s ready in %v", s.mode, p.id, time.Since(t0))
 	consoleA.Close()
 	return &spawned{pid: pid, status: status, startW: startW}, nil
 }
@@ -403,8 +433,7 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 			return nil, err
 		}
 	}
-	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, stdinWanted: req.Stdin,
-		NoPivot: req.NoPivot, Seccomp: specSeccomp(spec)}
+	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, NoPivot: req.NoPivot, Seccomp: specSeccomp(spec)}
 	sys, newCgroupNS, err := cloneAttrs(spec)
 	if err != nil {
 		a.procs.release(protocol.InitProcess)
@@ -416,7 +445,13 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 		// The rootfs is the host's: flush before the host reads the exit.
 		unix.Sync()
 	}
-	sp, err := a.spawn(p, childInitArg, cfg, sys, []string{"PATH=/bin"}, cg, false)
+	config, err := json.Marshal(cfg)
+	if err != nil {
+		a.procs.release(protocol.InitProcess)
+		return nil, err
+	}
+	sp, err := a.spawn(p, spawnSpec{mode: childInitArg, config: config, stdin: req.Stdin, consoleSize: spec.Process.ConsoleSize,
+		sys: sys, env: []string{"PATH=/bin"}, cgroup: cg})
 	if err != nil {
 		a.procs.release(protocol.InitProcess)
 		return nil, err
@@ -508,9 +543,7 @@ func (a *agent) exec(req *protocol.ExecRequest) (*protocol.ExecResponse, error) 
 		return nil, err
 	}
 	p := newProcess(req.ID, req.Process.Terminal)
-	cfg := &childConfig{Process: req.Process, stdinWanted: req.Stdin, Seccomp: specSeccomp(c.spec)}
-	env := []string{"PATH=/bin", "_KABUTO_NSENTER_PID=" + strconv.Itoa(c.init.pid)}
-	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, cg, true)
+	sp, err := a.spawnExec(p, req.Process, specSeccomp(c.spec), req.Stdin, c, cg)
 	if err != nil {
 		a.procs.release(req.ID)
 		return nil, err

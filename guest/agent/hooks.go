@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -60,9 +59,7 @@ func (a *agent) runContainerHook(c *containerState, i int, h specs.Hook, state [
 	}
 	defer a.procs.release(id)
 	p := newProcess(id, false)
-	cfg := &childConfig{Process: &specs.Process{Args: args, Env: h.Env, Cwd: "/"}, stdinWanted: true}
-	env := []string{"PATH=/bin", "_KABUTO_NSENTER_PID=" + strconv.Itoa(c.init.pid)}
-	sp, err := a.spawn(p, childExecArg, cfg, &syscall.SysProcAttr{}, env, c.cgroup, true)
+	sp, err := a.spawnExec(p, &specs.Process{Args: args, Env: h.Env, Cwd: "/"}, nil, true, c, c.cgroup)
 	if err != nil {
 		return err
 	}

@@ -230,6 +230,9 @@ func mountOne(rootfs string, m specs.Mount) error {
 			// The guest runs cgroup v2 only.
 			fstype, src = "cgroup2", "cgroup2"
 		}
+		if fstype == "cgroup2" {
+			data = addMountData(data, cgroup2Options)
+		}
 		if err := makeTarget(dest, true); err != nil {
 			return err
 		}
@@ -482,4 +485,17 @@ func ownCgroup() (string, error) {
 		}
 	}
 	return "", errors.New("no cgroup v2 entry in /proc/self/cgroup")
+}
+
+// addMountData appends opt to a mount's data unless it is there already.
+func addMountData(data, opt string) string {
+	if data == "" {
+		return opt
+	}
+	for _, o := range strings.Split(data, ",") {
+		if o == opt {
+			return data
+		}
+	}
+	return data + "," + opt
 }

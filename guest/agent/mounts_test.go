@@ -118,3 +118,15 @@ func TestMakeTarget(t *testing.T) {
 		t.Fatalf("file bind onto an existing dir: %v", err)
 	}
 }
+
+func TestAddMountData(t *testing.T) {
+	for _, tc := range [][3]string{
+		{"", "favordynmods", "favordynmods"},
+		{"nsdelegate", "favordynmods", "nsdelegate,favordynmods"},
+		{"favordynmods,nsdelegate", "favordynmods", "favordynmods,nsdelegate"},
+	} {
+		if got := addMountData(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("addMountData(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
+}

@@ -23,9 +23,13 @@ import (
 func Main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case childInitArg, childExecArg:
-			childMain(os.Args[1])
+		case childInitArg:
+			childMain()
 			return
+		case childExecArg:
+			// guest/nsenter's constructor runs this mode and never returns.
+			fmt.Fprintln(os.NewFile(fdStatus, "status"), "error: the agent was built without its exec child (guest/nsenter, cgo)")
+			os.Exit(1)
 		}
 	}
 	if os.Getpid() != 1 {

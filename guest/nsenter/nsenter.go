@@ -1,16 +1,26 @@
-// Package nsenter lets kabuto-agent start a process inside a running
-// container's namespaces. Go cannot join a mount namespace from a
-// multithreaded process, so the work happens in a C constructor that runs
-// before the Go runtime starts, when the process is still single-threaded.
-// Guest only; imported for its side effect.
+// Package nsenter starts the processes kabuto-agent runs inside a running
+// container (exec, startContainer hooks), entirely in C: Go cannot join a
+// mount namespace from a multithreaded process, and starting a Go runtime
+// for a process that only sets itself up and execs costs tens of
+// milliseconds under emulation. The work happens in a C constructor that
+// runs before the Go runtime starts, when the process is still
+// single-threaded. Guest only; the agent imports it for Encode and for the
+// constructor.
 //
 // Protocol: the agent starts /proc/self/exe with _KABUTO_NSENTER_PID=<pid of
-// a process in the container> and _KABUTO_NSENTER_FD=<fd>. The constructor
-// joins every namespace of that pid that differs from its own (user first),
-// then clones with CLONE_PARENT, so that the new process is a child of the
-// agent and is born in the joined pid namespace. The intermediate writes the
-// new process's pid ("<pid>\n") to the fd and exits; the new process carries
-// on into Go's main. On failure the intermediate writes "error: <msg>\n".
+// a process in the container> and _KABUTO_NSENTER_FD=<fd>, and the fds of a
+// container child (0-2 stdio, 3 config, 4 status, 5 start, 6 console). The
+// constructor joins every namespace of that pid that differs from its own
+// (user first), then clones with CLONE_PARENT, so that the new process is a
+// child of the agent and is born in the joined pid namespace. The
+// intermediate writes the new process's pid ("<pid>\n") to the fd and exits;
+// on failure it writes "error: <msg>\n". The new process never reaches Go:
+// it reads the exec config (Encode's blob) from fd 3 to EOF, sets itself up
+// (setsid, terminal, rlimits, oom_score_adj, cwd, executable lookup),
+// writes "ready\n" (or "error: <msg>\n") to fd 4, waits for a byte on fd 5,
+// drops to the process's identity and privileges, loads the seccomp filter
+// and execs (execchild.h). fd 4 is close-on-exec: EOF means the exec
+// happened.
 package nsenter
 
 /*
@@ -26,6 +36,8 @@ package nsenter
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "execchild.h"
 
 static void report(int fd, const char *msg) {
 	char buf[256];
@@ -88,13 +100,31 @@ __attribute__((constructor)) static void kabuto_nsenter(void) {
 		_exit(1);
 	}
 	if (child == 0) {
-		unsetenv("_KABUTO_NSENTER_PID");
-		unsetenv("_KABUTO_NSENTER_FD");
-		return;
+		kabuto_exec_child();
 	}
 	snprintf(msg, sizeof(msg), "%ld", child);
 	report(syncfd, msg);
 	_exit(0);
 }
+
+// kb_check parses a blob and frees it: the test hook for the parser.
+static const char *kb_check(const void *buf, size_t len) {
+	struct kb_exec c;
+	const char *err = kb_parse(buf, len, &c);
+	kb_free(&c);
+	return err;
+}
 */
 import "C"
+
+import "errors"
+
+// parse runs the C parser of the exec child on b (tests).
+func parse(b []byte) error {
+	p := C.CBytes(b)
+	defer C.free(p)
+	if err := C.kb_check(p, C.size_t(len(b))); err != nil {
+		return errors.New(C.GoString(err))
+	}
+	return nil
+}
