@@ -138,10 +138,9 @@ func serve() error {
 	cfg.MaxStreamWindowSize = 1 << 20
 	cfg.ConnectionWriteTimeout = 30 * time.Second
 	cfg.StreamCloseTimeout = time.Minute
-	// The rest of the setup waits for the first hello to be answered (the
-	// host's request is usually already queued on the port): with one vCPU,
-	// doing it now would only delay the answer.
-	time.AfterFunc(100*time.Millisecond, a.startLateSetup)
+	// The rest of the setup begins now: the host's shim is usually still
+	// starting (its hello comes 10-20 ms later), and create waits for it.
+	a.startLateSetup()
 	// The host normally connects once, before the agent is up. Should it go
 	// away and come back, serve it a new session: processes live on.
 	for {
