@@ -44,8 +44,33 @@ type childConfig struct {
 	NoPivot bool           `json:"noPivot,omitempty"`
 	// NewCgroupNS: unshare the cgroup namespace once in the cgroup.
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
-	// Seccomp: the container's profile.
-	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// SeccompProgram is the container's compiled seccomp filter
+	// (seccomp.Filter.Bytes; none if empty) and SeccompFlags its flags: the
+	// agent compiles it, so that the init neither decodes the profile (some
+	// 30 KB of JSON for docker's) nor compiles it.
+	SeccompProgram []byte `json:"seccompProgram,omitempty"`
+	SeccompFlags   uint   `json:"seccompFlags,omitempty"`
+}
+
+// initConfig is the init's childConfig: the spec without its seccomp
+// profile, which is compiled here (the init is multithreaded Go: the filter
+// keeps TSYNC).
+func initConfig(spec *specs.Spec, rootfs string, noPivot bool) (*childConfig, error) {
+	filter, err := seccomp.Compile(specSeccomp(spec))
+	if err != nil {
+		return nil, err
+	}
+	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, NoPivot: noPivot}
+	if filter != nil {
+		cfg.SeccompProgram, cfg.SeccompFlags = filter.Bytes(), filter.Flags
+	}
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		s, l := *spec, *spec.Linux
+		l.Seccomp = nil
+		s.Linux = &l
+		cfg.Spec = &s
+	}
+	return cfg, nil
 }
 
 // specSeccomp is the spec's seccomp profile, nil without one.
@@ -124,7 +149,7 @@ func childMain() {
 		}
 		caps = &m
 	}
-	filter, err := seccomp.Compile(cfg.Seccomp)
+	filter, err := seccomp.FromBytes(cfg.SeccompProgram, cfg.SeccompFlags)
 	if err != nil {
 		fail(err)
 	}

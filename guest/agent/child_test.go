@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/kabuto-runtime/kabuto/guest/seccomp"
 )
 
 func TestLookPath(t *testing.T) {
@@ -66,5 +69,32 @@ func TestReadStatus(t *testing.T) {
 		if (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
 			t.Errorf("readStatus(%q) = %v, want %q", tc.in, err, tc.err)
 		}
+	}
+}
+
+// The init gets the compiled filter, not the profile; the agent's spec (exec
+// compiles from it) keeps the profile.
+func TestInitConfigSeccomp(t *testing.T) {
+	prof := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"mkdir"}, Action: specs.ActErrno},
+	}}
+	spec := &specs.Spec{Process: &specs.Process{Args: []string{"sh"}}, Linux: &specs.Linux{Seccomp: prof}}
+	cfg, err := initConfig(spec, "/rootfs", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Spec.Linux.Seccomp != nil {
+		t.Error("the init's spec still carries the seccomp profile")
+	}
+	if spec.Linux.Seccomp != prof {
+		t.Error("the agent's spec lost its seccomp profile")
+	}
+	f, err := seccomp.FromBytes(cfg.SeccompProgram, cfg.SeccompFlags)
+	if err != nil || f == nil || cfg.SeccompFlags&unix.SECCOMP_FILTER_FLAG_TSYNC == 0 {
+		t.Errorf("the init's filter: %+v, %v; want a program with TSYNC", f, err)
+	}
+	cfg, err = initConfig(&specs.Spec{Process: spec.Process, Linux: &specs.Linux{}}, "/rootfs", false)
+	if err != nil || len(cfg.SeccompProgram) != 0 {
+		t.Errorf("without a profile: %v, %d program bytes", err, len(cfg.SeccompProgram))
 	}
 }

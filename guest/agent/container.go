@@ -433,7 +433,11 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 			return nil, err
 		}
 	}
-	cfg := &childConfig{Spec: spec, Process: spec.Process, Rootfs: rootfs, NoPivot: req.NoPivot, Seccomp: specSeccomp(spec)}
+	cfg, err := initConfig(spec, rootfs, req.NoPivot)
+	if err != nil {
+		a.procs.release(protocol.InitProcess)
+		return nil, err
+	}
 	sys, newCgroupNS, err := cloneAttrs(spec)
 	if err != nil {
 		a.procs.release(protocol.InitProcess)

@@ -31,6 +31,7 @@ package seccomp
 //go:generate go run mktables.go
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -74,6 +75,34 @@ type Filter struct {
 	Program []unix.SockFilter
 	// Flags for seccomp(SECCOMP_SET_MODE_FILTER).
 	Flags uint
+}
+
+// Bytes is the program as the kernel reads it (8-byte sock_filter entries,
+// host byte order), for handing a compiled filter to another process.
+func (f *Filter) Bytes() []byte {
+	b := make([]byte, 0, 8*len(f.Program))
+	for _, in := range f.Program {
+		b = binary.NativeEndian.AppendUint16(b, in.Code)
+		b = append(b, in.Jt, in.Jf)
+		b = binary.NativeEndian.AppendUint32(b, in.K)
+	}
+	return b
+}
+
+// FromBytes is the inverse of Bytes; nil for an empty program (no filter).
+func FromBytes(b []byte, flags uint) (*Filter, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b)%8 != 0 || len(b)/8 > 0xffff {
+		return nil, fmt.Errorf("seccomp program of %d bytes is not a whole number of instructions (at most 65535)", len(b))
+	}
+	f := &Filter{Flags: flags, Program: make([]unix.SockFilter, len(b)/8)}
+	for i := range f.Program {
+		in := b[8*i : 8*i+8]
+		f.Program[i] = unix.SockFilter{Code: binary.NativeEndian.Uint16(in), Jt: in[2], Jf: in[3], K: binary.NativeEndian.Uint32(in[4:])}
+	}
+	return f, nil
 }
 
 // disabled: runc treats a profile with neither a default action nor rules

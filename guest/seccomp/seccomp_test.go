@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -659,4 +660,30 @@ func TestRuntimeToolsValidationProfile(t *testing.T) {
 	v.expect("i386 getcwd", errno(unix.EPERM), archI386, nr386("getcwd"))
 	v.expect("read", retAllow, archX64, nr64("read"))
 	v.expect("mount", retAllow, archX64, nr64("mount"))
+}
+
+func TestBytesRoundTrip(t *testing.T) {
+	f, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"mkdir", "chmod"}, Action: specs.ActErrno},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := f.Bytes()
+	if len(b) != 8*len(f.Program) {
+		t.Fatalf("%d bytes for %d instructions", len(b), len(f.Program))
+	}
+	g, err := FromBytes(b, f.Flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f, g) {
+		t.Errorf("round trip changed the filter:\n%+v\n%+v", f, g)
+	}
+	if g, err := FromBytes(nil, 0); g != nil || err != nil {
+		t.Errorf("empty program: %v, %v; want no filter", g, err)
+	}
+	if _, err := FromBytes(b[:len(b)-3], 0); err == nil {
+		t.Error("a program cut mid-instruction was accepted")
+	}
 }

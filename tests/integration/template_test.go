@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // templateEnv is an env with templating on and a template path of its own,
@@ -107,11 +109,20 @@ func qemuOf(id string) (pid int, cmdline string) {
 	return 0, ""
 }
 
+// nicBundle is a bundle whose VM has a NIC under `run`: a create-time hook
+// (a no-op) could move an interface into its new network namespace.
+func nicBundle(e *env, args ...string) string {
+	b, spec := e.bundle(args...)
+	spec.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}}
+	writeSpec(e.t, b, spec)
+	return b
+}
+
 func TestTemplateRun(t *testing.T) {
 	// debug_console: the agent logs what it does on restore.
 	e, _ := templateEnv(t, "debug_console = true")
 	// The first create makes the template, then starts from it.
-	b, _ := e.bundle("sh", "-c", "echo from-clone; exit 7")
+	b := nicBundle(e, "sh", "-c", "echo from-clone; exit 7")
 	r := e.run("", "run", "--bundle", b, "first")
 	if r.code != 7 || r.stdout != "from-clone\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
@@ -130,7 +141,7 @@ func TestTemplateRun(t *testing.T) {
 	// Two clones at once, both restored (not booted) from the same memory.
 	// The random bytes are read first thing: the guest kernel would reseed
 	// its RNG by itself within a second or so, but not before.
-	b2, _ := e.bundle("sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; sleep 3; date +%s")
+	b2 := nicBundle(e, "sh", "-c", "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; sleep 3; date +%s")
 	type out struct {
 		stdout, stderr string
 		err            error
