@@ -34,11 +34,11 @@ type VM struct {
 	// (the host then drops them from QEMU's memory).
 	FreePageReporting bool
 	// NoTHP starts QEMU with transparent huge pages disabled for its memory.
-	NoTHP bool
-	TSCKHz            uint64
-	Msize9P           int
-	KernelParams      string
-	Debug             bool
+	NoTHP        bool
+	TSCKHz       uint64
+	Msize9P      int
+	KernelParams string
+	Debug        bool
 	// StateDir is QEMU's working directory and holds its sockets.
 	StateDir string
 	// ShareDir is exported to the guest over virtio-9p as protocol.ShareTag.
