@@ -368,7 +368,7 @@ func analyzeExec(pr *profileRun) ([]stage, error) {
 		at   time.Duration
 	}{
 		{"host: kabuto exec until the exec request reaches the guest", at["exec"]},
-		{"guest: exec set-up (fork, re-exec of the agent binary, nsenter, process start)", at["ready"]},
+		{"guest: exec set-up (fork, re-exec of the agent binary, whose C constructor enters the container and sets the process up; no Go runtime)", at["ready"]},
 		{"host: exec shim attaches stdio until it waits", at["wait"]},
 		{"run /bin/true, its exit, until kabuto exec exits", pr.end},
 	}
