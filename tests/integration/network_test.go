@@ -34,6 +34,15 @@ func vethPair(t *testing.T, host, peer, hostAddr string) {
 	ipCmd(t, "link", "set", host, "up")
 }
 
+// nicListBundle is a bundle running listNICs, with /out bound to the
+// returned host dir.
+func nicListBundle(e *env) (string, *specs.Spec, string) {
+	out := e.t.TempDir()
+	b, spec := e.bundle("sh", "-c", listNICs)
+	spec.Mounts = append(spec.Mounts, specsBind(out, "/out"))
+	return b, spec, out
+}
+
 func readNet(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "net"))
@@ -48,9 +57,7 @@ func readNet(t *testing.T, dir string) string {
 // and the container sees lo alone.
 func TestNetworkRunNewNamespace(t *testing.T) {
 	e := newEnv(t)
-	out := t.TempDir()
-	b, spec := e.bundle("sh", "-c", listNICs)
-	spec.Mounts = append(spec.Mounts, specsBind(out, "/out"))
+	b, spec, out := nicListBundle(e)
 	writeSpec(t, b, spec)
 	e.must("run", "--bundle", b, "net-run")
 	got := readNet(t, out)
@@ -64,9 +71,7 @@ func TestNetworkRunNewNamespace(t *testing.T) {
 // mirrors the interface into it.
 func TestNetworkInterfaceAddedAfterCreate(t *testing.T) {
 	e := newEnv(t)
-	out := t.TempDir()
-	b, spec := e.bundle("sh", "-c", listNICs)
-	spec.Mounts = append(spec.Mounts, specsBind(out, "/out"))
+	b, spec, out := nicListBundle(e)
 	writeSpec(t, b, spec)
 	e.must("create", "--bundle", b, "net-late")
 	defer e.run("", "delete", "--force", "net-late")
@@ -93,9 +98,7 @@ func TestNetworkInterfaceAddedAfterCreate(t *testing.T) {
 // VM keeps a NIC, and the interface the hook brings in is mirrored.
 func TestNetworkRunWithPrestartHook(t *testing.T) {
 	e := newEnv(t)
-	out := t.TempDir()
-	b, spec := e.bundle("sh", "-c", listNICs)
-	spec.Mounts = append(spec.Mounts, specsBind(out, "/out"))
+	b, spec, out := nicListBundle(e)
 	vethPair(t, "kbt-hook-h", "kbt-hook-c", "10.213.8.1/24")
 	script := `pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p') && ip link set kbt-hook-c netns "$pid" &&
 nsenter -t "$pid" -n sh -c 'ip addr add 10.213.8.2/24 dev kbt-hook-c && ip link set kbt-hook-c up'`
