@@ -68,6 +68,11 @@ type Hypervisor struct {
 	DebugConsole bool `toml:"debug_console" json:"debug_console"`
 	// Msize9P is the 9p transport message size in bytes.
 	Msize9P int `toml:"msize_9p" json:"msize_9p"`
+	// RootfsCache is the guest's 9p cache mode for the container's rootfs:
+	// "mmap" keeps it on the one share with the bind mounts, coherent with
+	// the host; "loose" gives it a 9p device of its own that the guest
+	// caches and writes back (docs/io.md). Bind mounts stay cache=mmap.
+	RootfsCache string `toml:"rootfs_cache" json:"rootfs_cache"`
 }
 
 // Agent holds settings for talking to the guest agent.
@@ -101,6 +106,7 @@ func Default() *Config {
 			MemoryMiB:            128,
 			Accel:                "auto",
 			Msize9P:              512000,
+			RootfsCache:          "mmap",
 			FreePageReporting:    true,
 			TransparentHugepages: true,
 		},
@@ -187,6 +193,11 @@ func (c *Config) Validate() error {
 	}
 	if h.Msize9P < 8192 || h.Msize9P > 4<<20 {
 		return fmt.Errorf("configuration: hypervisor.msize_9p must be between 8192 and 4194304, not %d", h.Msize9P)
+	}
+	switch h.RootfsCache {
+	case "mmap", "loose":
+	default:
+		return fmt.Errorf("configuration: hypervisor.rootfs_cache must be mmap or loose, not %q", h.RootfsCache)
 	}
 	if c.Agent.StartTimeoutSeconds < 1 || c.Agent.RequestTimeoutSeconds < 1 {
 		return errors.New("configuration: agent timeouts must be at least 1 second")

@@ -21,7 +21,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Hypervisor.MemoryMiB != 256 || c.Hypervisor.Accel != "tcg" || c.Hypervisor.VCPUs != 1 {
+	if c.Hypervisor.MemoryMiB != 256 || c.Hypervisor.Accel != "tcg" || c.Hypervisor.VCPUs != 1 || c.Hypervisor.RootfsCache != "mmap" {
 		t.Errorf("unexpected %+v", c.Hypervisor)
 	}
 	for _, tc := range []struct{ doc, want string }{
@@ -29,6 +29,7 @@ func TestLoad(t *testing.T) {
 		{"[hypervisor]\naccel = \"xen\"\n", "accel must be"},
 		{"[hypervisor]\nvcpus = 0\n", "vcpus"},
 		{"[hypervisor\n", "parse configuration"},
+		{"[hypervisor]\nrootfs_cache = \"fscache\"\n", "rootfs_cache must be mmap or loose"},
 		{"[factory]\ntemplate_path = \"templates\"\n", "template_path"},
 	} {
 		if _, err := Load(write(t, tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {

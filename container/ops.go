@@ -138,12 +138,27 @@ func (r *Runtime) setPaused(id string, pause bool) error {
 	cmd := "cont"
 	if pause {
 		cmd = "stop"
+		if st.RootfsCache != "" {
+			// The guest holds the rootfs's recent writes: write them back
+			// first, so that what reads the rootfs of a paused container
+			// (docker commit, docker cp) sees them.
+			if err := r.syncGuest(h.Dir); err != nil {
+				r.warn("pause %s: write back the rootfs: %v", id, err)
+			}
+		}
 	}
 	if err := vmCommand(h.Dir, cmd); err != nil {
 		return err
 	}
 	st.Paused = pause
 	return h.Save(st)
+}
+
+// syncGuest has the agent write the guest's dirty pages back to the host.
+func (r *Runtime) syncGuest(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.Config.RequestTimeout())
+	defer cancel()
+	return agentclient.ForStateDir(dir).Call(ctx, protocol.MethodSync, nil, nil)
 }
 
 // vmCommand runs one argument-less QMP command.
@@ -199,7 +214,14 @@ func (r *Runtime) teardown(ctx context.Context, dir string, st *vmstate.State) {
 		}
 		agentclient.ForStateDir(dir).Signal(cctx, protocol.InitProcess, int(unix.SIGKILL), true)
 		cancel()
-		st.Shim.WaitGone(2 * time.Second)
+		// The agent writes the rootfs back when the init exits, before the
+		// shim hears of the exit: with a write-back rootfs, give that the
+		// time it takes before QEMU is stopped.
+		wait := 2 * time.Second
+		if st.RootfsCache != "" {
+			wait = r.Config.RequestTimeout()
+		}
+		st.Shim.WaitGone(wait)
 	}
 	stopQEMU(dir, st.QEMU)
 	for _, p := range append([]vmstate.Process{st.Shim}, st.ExecShims()...) {

@@ -391,7 +391,7 @@ func (r *Runtime) vmFor(id, dir string, spec *specs.Spec, accel string) *qemu.VM
 			mem = max(mem, int(*m.Limit>>20)+GuestOverheadMiB)
 		}
 	}
-	return &qemu.VM{
+	vm := &qemu.VM{
 		Name:              "kabuto-" + id,
 		Binary:            hc.Path,
 		Kernel:            hc.Kernel,
@@ -412,6 +412,11 @@ func (r *Runtime) vmFor(id, dir string, spec *specs.Spec, accel string) *qemu.VM
 		ShareTag:          protocol.ShareTag,
 		PortName:          protocol.PortName,
 	}
+	if r.ownRootfsShare() {
+		vm.RootfsDir = filepath.Join(dir, rootShareDirName)
+		vm.RootfsTag = protocol.RootfsTag
+	}
+	return vm
 }
 
 // GuestOverheadMiB is the guest memory kabuto adds to a spec's memory limit

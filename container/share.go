@@ -19,6 +19,16 @@ import (
 // of the spec's mount N.
 const shareDirName = "shared"
 
+// rootShareDirName is the directory QEMU exports as the rootfs's own 9p
+// device (protocol.RootfsTag) when the rootfs has a cache mode of its own
+// (hypervisor.rootfs_cache = "loose"). It holds one bind mount: rootfs.
+const rootShareDirName = "rootshare"
+
+// ownRootfsShare says whether the rootfs gets its own 9p device.
+func (r *Runtime) ownRootfsShare() bool {
+	return r.Config.Hypervisor.RootfsCache == protocol.RootfsCacheLoose
+}
+
 // prepareShare bind-mounts the rootfs and every bind source into the share
 // and returns the create request carrying the spec rewritten for the guest.
 func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle string, noPivot bool, st *vmstate.State, u *undo) (*protocol.CreateRequest, error) {
@@ -32,7 +42,7 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 	if err != nil {
 		return nil, err
 	}
-	bind := func(src, name string) error {
+	bindIn := func(share, src, name string) error {
 		target := filepath.Join(share, name)
 		if err := bindMount(src, target); err != nil {
 			return err
@@ -41,7 +51,18 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		u.add(func() { unmount(target) })
 		return nil
 	}
-	if err := bind(rootfs, "rootfs"); err != nil {
+	bind := func(src, name string) error { return bindIn(share, src, name) }
+	rootShare, rootfsCache := share, ""
+	if r.ownRootfsShare() {
+		// The rootfs's own device: mounted in the guest with its own cache
+		// mode, while the bind sources keep the coherent one.
+		rootShare, rootfsCache = filepath.Join(dir, rootShareDirName), r.Config.Hypervisor.RootfsCache
+		if err := os.Mkdir(rootShare, 0o711); err != nil {
+			return nil, err
+		}
+		st.RootfsCache = rootfsCache
+	}
+	if err := bindIn(rootShare, rootfs, "rootfs"); err != nil {
 		return nil, fmt.Errorf("share rootfs: %w", err)
 	}
 	guestSpec.Root.Path = "rootfs"
@@ -55,6 +76,7 @@ func (r *Runtime) prepareShare(dir string, spec *specs.Spec, rootfs, bundle stri
 		ContainerID: st.ID,
 		Spec:        guestSpec,
 		RootfsShare: "rootfs",
+		RootfsCache: rootfsCache,
 		Stdin:       stdinIsUsable() || spec.Process.Terminal,
 		NoPivot:     noPivot,
 	}

@@ -298,6 +298,9 @@ func (ts templates) make(ctx context.Context, key string, vm *qemu.VM, files []q
 	tvm.Name = "kabuto-template-" + key[:12]
 	tvm.StateDir = dir
 	tvm.ShareDir = filepath.Join(dir, templateShare)
+	if tvm.RootfsDir != "" {
+		tvm.RootfsDir = tvm.ShareDir // as empty as the share: nothing mounts it
+	}
 	tvm.Memory = &qemu.MemoryFile{Path: filepath.Join(dir, templateMemory), Shared: true}
 	tvm.Incoming = false
 	// The template's taps live in a namespace of their own.

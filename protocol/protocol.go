@@ -41,6 +41,25 @@ const (
 	ShareMount = "/run/kabuto/share"
 )
 
+// RootfsTag is the 9p mount tag of the rootfs's own share, and RootfsMount
+// where the agent mounts it, when the rootfs has a cache mode of its own
+// (CreateRequest.RootfsCache): a 9p channel is mounted once, with one cache
+// mode, and the bind sources stay on ShareTag with cache=mmap.
+const (
+	RootfsTag   = "krootfs"
+	RootfsMount = "/run/kabuto/rootshare"
+)
+
+// 9p cache modes of the rootfs (configuration hypervisor.rootfs_cache).
+const (
+	// RootfsCacheMmap keeps the rootfs on the one share, coherent with the
+	// host: no page cache but for mmap.
+	RootfsCacheMmap = "mmap"
+	// RootfsCacheLoose gives the rootfs its own share mounted cache=loose:
+	// the guest caches data, attributes and names, and writes back.
+	RootfsCacheLoose = "loose"
+)
+
 // Methods. Attach* methods turn the stream into a byte pipe after the response.
 const (
 	MethodHello      = "hello"
@@ -62,6 +81,7 @@ const (
 	MethodFreeze   = "freeze"   // Empty -> Empty (cgroup freezer)
 	MethodThaw     = "thaw"     // Empty -> Empty
 	MethodShutdown = "shutdown" // Empty -> Empty (sync, then power off)
+	MethodSync     = "sync"     // Empty -> Empty (write back the guest's dirty pages)
 	MethodNetwork  = "network"  // NetworkRequest -> Empty (configure guest NICs)
 	// MethodDNS is the one stream the agent opens towards the host: a
 	// DNSQuery header, then one DNS message each way (see WriteDNSMessage).
@@ -128,8 +148,12 @@ type CreateRequest struct {
 	// Spec is the bundle's spec with root.path and the sources of shared bind
 	// mounts rewritten to paths relative to the share (see SharedSources).
 	Spec *specs.Spec `json:"spec"`
-	// RootfsShare is root.path relative to ShareMount.
+	// RootfsShare is root.path relative to ShareMount, or to RootfsMount
+	// when RootfsCache is set.
 	RootfsShare string `json:"rootfsShare"`
+	// RootfsCache, when set (RootfsCacheLoose), says the rootfs is on its
+	// own 9p device (RootfsTag), to be mounted with that cache mode.
+	RootfsCache string `json:"rootfsCache,omitempty"`
 	// SharedSources lists the indexes of Spec.Mounts whose Source is relative
 	// to ShareMount (bind mounts of host paths).
 	SharedSources []int `json:"sharedSources,omitempty"`

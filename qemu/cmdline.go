@@ -44,6 +44,11 @@ type VM struct {
 	// ShareDir is exported to the guest over virtio-9p as protocol.ShareTag.
 	ShareDir string
 	ShareTag string
+	// RootfsDir, when set, is exported as a second virtio-9p device tagged
+	// RootfsTag: the rootfs's own share, which the guest mounts with a
+	// cache mode of its own.
+	RootfsDir string
+	RootfsTag string
 	// PortName is the virtio-serial port name of the agent channel.
 	PortName string
 	// NICs gives the guest one virtio-net NIC each, with its MAC, on a tap
@@ -141,9 +146,16 @@ func (vm *VM) Args() []string {
 		"-device", "virtserialport,chardev=agent,name=" + vm.PortName,
 		"-fsdev", fmt.Sprintf("local,id=share,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.ShareDir)),
 		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
-		"-qmp", "unix:" + QMPSocket + ",server=on,wait=off",
-		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 	}
+	if vm.RootfsDir != "" {
+		a = append(a,
+			"-fsdev", fmt.Sprintf("local,id=rootfs,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.RootfsDir)),
+			"-device", fmt.Sprintf("virtio-9p-%s,fsdev=rootfs,mount_tag=%s", t, vm.RootfsTag))
+	}
+	a = append(a,
+		"-qmp", "unix:"+QMPSocket+",server=on,wait=off",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+	)
 	a = append(a, vm.memoryArgs()...) // templating
 	if vm.FreePageReporting {
 		a = append(a, "-device", "virtio-balloon-"+t+",free-page-reporting=on")

@@ -69,6 +69,20 @@ func TestArgs(t *testing.T) {
 	if strings.Contains(a, "-netdev") {
 		t.Errorf("a VM without NICs has a netdev:\n%s", a)
 	}
+	if strings.Contains(a, "fsdev=rootfs") {
+		t.Errorf("a VM without RootfsDir has a rootfs 9p device:\n%s", a)
+	}
+	vm.RootfsDir, vm.RootfsTag = "/run/kabuto/x/rootshare", "krootfs"
+	a = strings.Join(vm.Args(), " ")
+	for _, want := range []string{
+		"-fsdev local,id=rootfs,path=/run/kabuto/x/rootshare,security_model=passthrough,multidevs=remap -device virtio-9p-device,fsdev=rootfs,mount_tag=krootfs",
+		"virtio-9p-device,fsdev=share,mount_tag=kshare",
+	} {
+		if !strings.Contains(a, want) {
+			t.Errorf("args lack %q:\n%s", want, a)
+		}
+	}
+	vm.RootfsDir, vm.RootfsTag = "", ""
 	vm.NICs = []NIC{{MAC: "02:00:00:00:00:01", Tap: "kbtap0"}, {MAC: "02:00:00:00:00:02", Tap: "kbtap1"}}
 	a = strings.Join(vm.Args(), " ")
 	for _, want := range []string{

@@ -356,6 +356,9 @@ const TemplateFormat = 1
 func TemplateKey(vm *VM) (string, []FileID, error) {
 	c := *vm
 	c.Name, c.StateDir, c.ShareDir = "template", "/template", "/template/share"
+	if c.RootfsDir != "" {
+		c.RootfsDir = "/template/rootshare"
+	}
 	c.TSCKHz = 0
 	c.Incoming = false
 	c.Memory = &MemoryFile{Path: "/template/memory", Shared: true}

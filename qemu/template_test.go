@@ -77,12 +77,22 @@ func TestTemplateKey(t *testing.T) {
 		"machine":       func(v *VM) { v.Machine = "pc" },
 		"balloon":       func(v *VM) { v.FreePageReporting = true },
 		"debug":         func(v *VM) { v.Debug = true },
+		"rootfs device": func(v *VM) { v.RootfsDir, v.RootfsTag = "/x/a/rootshare", "krootfs" },
 	} {
 		c := *vm
 		change(&c)
 		if k, _, err := TemplateKey(&c); err != nil || k == key {
 			t.Errorf("changing the %s does not change the key (%v)", name, err)
 		}
+	}
+	// Where the rootfs's own share is does not change the guest either.
+	withRoot, otherRoot := *vm, *vm
+	withRoot.RootfsDir, withRoot.RootfsTag = "/x/a/rootshare", "krootfs"
+	otherRoot.RootfsDir, otherRoot.RootfsTag = "/x/b/rootshare", "krootfs"
+	k1, _, err1 := TemplateKey(&withRoot)
+	k2, _, err2 := TemplateKey(&otherRoot)
+	if err1 != nil || err2 != nil || k1 != k2 {
+		t.Errorf("the rootfs share's host path changed the key: %v %v", err1, err2)
 	}
 	// A rebuilt kernel is another template.
 	later := time.Now().Add(time.Minute)

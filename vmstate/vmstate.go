@@ -202,6 +202,10 @@ type State struct {
 	DNSRelay []string `json:"dnsRelay,omitempty"`
 	// ResolvConf is the host file bound at the container's /etc/resolv.conf.
 	ResolvConf string `json:"resolvConf,omitempty"`
+	// RootfsCache is the guest's cache mode of a rootfs on its own 9p
+	// device ("" when the rootfs is on the share, coherent): its dirty
+	// pages are written back before a pause.
+	RootfsCache string `json:"rootfsCache,omitempty"`
 	// Mounts are host mount points kabuto made (under the state dir), in
 	// the order they were made.
 	Mounts []string `json:"mounts,omitempty"`

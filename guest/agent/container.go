@@ -404,6 +404,13 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 	if err != nil {
 		return nil, err
 	}
+	if req.RootfsCache != "" {
+		// The rootfs has a 9p device of its own, mounted with its cache mode.
+		if err := mountRootfsShare(a.msize, req.RootfsCache); err != nil {
+			return nil, err
+		}
+		rootfs = filepath.Join(protocol.RootfsMount, strings.TrimPrefix(rootfs, protocol.ShareMount+"/"))
+	}
 	shared := map[int]bool{}
 	for _, i := range req.SharedSources {
 		if i < 0 || i >= len(spec.Mounts) {
@@ -446,8 +453,11 @@ func (a *agent) create(req *protocol.CreateRequest) (*protocol.CreateResponse, e
 	cfg.NewCgroupNS = newCgroupNS
 	p := newProcess(protocol.InitProcess, spec.Process.Terminal)
 	p.onExit = func() {
-		// The rootfs is the host's: flush before the host reads the exit.
-		unix.Sync()
+		// The rootfs is the host's: flush before the host reads the exit
+		// (with a write-back rootfs, this is when the host gets the data).
+		if err := syncRootfs(); err != nil {
+			fmt.Fprintf(os.Stderr, "kabuto-agent: at the container's exit: %v\n", err)
+		}
 	}
 	config, err := json.Marshal(cfg)
 	if err != nil {

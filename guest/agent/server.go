@@ -39,7 +39,7 @@ func Main() {
 	// serve returns only on a fatal error; PID 1 exiting would panic the
 	// kernel, so power off instead.
 	fmt.Fprintf(os.Stderr, "kabuto-agent: fatal: %v\n", serve())
-	unix.Sync()
+	syncRootfs()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 }
 
@@ -343,10 +343,12 @@ func (a *agent) dispatch(method string, params json.RawMessage) (any, error) {
 			return nil, err
 		}
 		return nil, a.startDNSRelay(req.DNSRelay)
+	case protocol.MethodSync:
+		return nil, syncRootfs()
 	case protocol.MethodShutdown:
 		go func() {
 			time.Sleep(10 * time.Millisecond)
-			unix.Sync()
+			syncRootfs()
 			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 		}()
 		return nil, nil
