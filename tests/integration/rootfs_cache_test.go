@@ -38,6 +38,13 @@ func guestMounts(t *testing.T, mounts string, dsts ...string) map[string]string 
 	return got
 }
 
+// deleteAtEnd force-deletes id when the test ends, should it fail midway:
+// a container left running keeps bind mounts of the shared rootfs below
+// the test's temporary directory, which its removal would descend into.
+func (e *env) deleteAtEnd(id string) {
+	e.t.Cleanup(func() { e.run("", "delete", "--force", id) })
+}
+
 // uniqueDataDir is a fresh directory below the shared rootfs's /data (the
 // busybox rootfs is shared by every test) and its path in the container.
 func uniqueDataDir(t *testing.T) (host, guest string) {
@@ -79,7 +86,7 @@ func checkSmallFiles(t *testing.T, dir string, n int) {
 // and n small files below dir, in the container.
 func writeScript(dir string, mib, n int) string {
 	return fmt.Sprintf(`set -e; mkdir -p %[1]s/small; cd %[1]s
-head -c %[2]dM /dev/urandom > big
+dd if=/dev/urandom of=big bs=1M count=%[2]d 2>/dev/null
 echo MD5 $(md5sum big | cut -d' ' -f1)
 i=1; while [ $i -le %[3]d ]; do echo file-$i > small/$i; i=$((i+1)); done`, dir, mib, n)
 }
@@ -113,6 +120,7 @@ func TestRootfsCacheChoice(t *testing.T) {
 		b, spec := e.bundle("cat", "/proc/mounts")
 		spec.Mounts = append(spec.Mounts, specsBind(vol, "/vol"))
 		writeSpec(t, b, spec)
+		e.deleteAtEnd("choice")
 		out := e.must("run", "--bundle", b, "choice")
 		m := guestMounts(t, out, "/", "/vol")
 		if f := strings.Fields(m["/"]); f[0] != tc.rootTag || f[2] != "9p" || !strings.Contains(f[3], ","+tc.rootCache+",") {
@@ -131,6 +139,7 @@ func TestRootfsCacheLooseDurability(t *testing.T) {
 	host, guest := uniqueDataDir(t)
 	const n = 1000
 	b, _ := e.bundle("sh", "-c", writeScript(guest, 64, n))
+	e.deleteAtEnd("durable")
 	r := e.run("", "run", "--bundle", b, "durable")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -147,7 +156,6 @@ func TestRootfsCacheLooseDurability(t *testing.T) {
 		t.Errorf("the host's copy has md5 %s, the container wrote %s", got, want)
 	}
 	checkSmallFiles(t, host, n)
-	e.must("delete", "durable")
 }
 
 // TestRootfsCacheLooseLifecycle follows docker's and podman's flow: create,
@@ -161,6 +169,7 @@ func TestRootfsCacheLooseLifecycle(t *testing.T) {
 	b, spec := e.bundle("sleep", "1000")
 	spec.Mounts = append(spec.Mounts, specsBind(vol, "/vol"))
 	writeSpec(t, b, spec)
+	e.deleteAtEnd("flow")
 	e.must("create", "--bundle", b, "flow")
 	e.must("start", "flow")
 
@@ -194,7 +203,7 @@ func TestRootfsCacheLooseLifecycle(t *testing.T) {
 
 	// Written just before a kill: on the host once the container is
 	// stopped.
-	e.must("exec", "flow", "sh", "-c", fmt.Sprintf("head -c 8M /dev/zero | tr '\\0' x > %s/last; echo end >> %s/last", guest, guest))
+	e.must("exec", "flow", "sh", "-c", fmt.Sprintf("dd if=/dev/zero bs=1M count=8 2>/dev/null | tr '\\0' x > %s/last; echo end >> %s/last", guest, guest))
 	e.must("kill", "flow", "KILL")
 	e.waitStatus("flow", "stopped", 30*time.Second)
 	b2, err := os.ReadFile(filepath.Join(host, "last"))
@@ -210,6 +219,7 @@ func TestRootfsCacheLooseDeleteForce(t *testing.T) {
 	e := newEnv(t, rootfsCacheLoose)
 	host, guest := uniqueDataDir(t)
 	b, _ := e.bundle("sleep", "1000")
+	e.deleteAtEnd("force")
 	e.must("run", "-d", "--bundle", b, "force")
 	out := e.must("exec", "force", "sh", "-c", writeScript(guest, 16, 300))
 	want := md5FromOutput(t, out)
@@ -234,6 +244,7 @@ func TestRootfsCacheLooseHostChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := e.bundle("sleep", "1000")
+	e.deleteAtEnd("cp")
 	e.must("run", "-d", "--bundle", b, "cp")
 	if out := e.must("exec", "cp", "cat", guest+"/old"); out != "before\n" {
 		t.Fatalf("the container reads %q", out)
