@@ -49,7 +49,7 @@ type bench struct {
 	aloneExec durations
 }
 
-var sections = []string{"start", "docker", "profile", "memory", "io", "density"}
+var sections = []string{"start", "docker", "template", "profile", "memory", "io", "density"}
 
 func main() {
 	runs := flag.Int("runs", 7, "timed runs per latency measurement, after one warm-up (at least 5)")
@@ -138,6 +138,7 @@ func main() {
 	}{
 		{"start", b.benchStart},
 		{"docker", b.benchDocker},
+		{"template", b.benchTemplate},
 		{"profile", b.benchProfile},
 		{"memory", b.benchMemoryExec},
 		{"io", b.benchIO},
