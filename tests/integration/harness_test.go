@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,11 +295,21 @@ func (e *env) checkNoLeaks() {
 	}
 	for _, l := range leaked {
 		t.Errorf("leaked process %s", l)
+		// Reported; now end it, so that it cannot disturb later tests.
+		if pid, err := strconv.Atoi(strings.SplitN(l, ":", 2)[0]); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
 		if strings.Contains(l, e.root) {
 			t.Errorf("leaked mount: %s", l)
+			// Detach it before TempDir's removal runs: removing through a
+			// leaked bind of the shared rootfs would empty it for every
+			// later test.
+			if f := strings.Fields(l); len(f) > 4 {
+				syscall.Unmount(strings.ReplaceAll(f[4], "\\040", " "), syscall.MNT_DETACH)
+			}
 		}
 	}
 	ents, _ := os.ReadDir(e.root)
