@@ -55,7 +55,6 @@ type agent struct {
 	// setupDone is closed when lateSetup has run; setupErr is its result.
 	setupDone chan struct{}
 	setupErr  error
-	lateOnce  sync.Once
 	// sess is the current host session (the DNS relay opens streams on it).
 	sessMu sync.Mutex
 	sess   *yamux.Session
@@ -64,29 +63,28 @@ type agent struct {
 	template bool
 }
 
+// startLateSetup runs the rest of the guest's set-up in the background;
+// serve calls it once, as soon as the host channel is found.
 func (a *agent) startLateSetup() {
-	a.lateOnce.Do(func() {
-		go func() {
-			a.setupErr = lateSetup()
-			if a.setupErr == nil && a.template {
-				// Templating: the share is mounted by create, after the
-				// restore (a mounted 9p share blocks the snapshot).
-				templateReady()
-			} else if a.setupErr == nil {
-				// Ahead of create, which retries should this fail.
-				if err := mountShare(a.msize); err != nil {
-					logf("%v", err)
-				}
+	go func() {
+		a.setupErr = lateSetup()
+		if a.setupErr == nil && a.template {
+			// Templating: the share is mounted by create, after the
+			// restore (a mounted 9p share blocks the snapshot).
+			templateReady()
+		} else if a.setupErr == nil {
+			// Ahead of create, which retries should this fail.
+			if err := mountShare(a.msize); err != nil {
+				logf("%v", err)
 			}
-			logf("late setup done %v after serve began: %v", time.Since(a.started), a.setupErr)
-			close(a.setupDone)
-		}()
-	})
+		}
+		logf("late setup done %v after serve began: %v", time.Since(a.started), a.setupErr)
+		close(a.setupDone)
+	}()
 }
 
-// ready waits for the guest to be ready for a container.
+// ready waits for the guest to be ready for a container (startLateSetup).
 func (a *agent) ready() error {
-	a.startLateSetup()
 	<-a.setupDone
 	if a.setupErr != nil {
 		return fmt.Errorf("guest setup: %w", a.setupErr)
@@ -233,9 +231,6 @@ func (a *agent) handle(s *yamux.Stream) {
 	protocol.WriteFrame(s, protocol.Reply(result, err))
 	s.Close()
 	logf("answered %s", req.Method)
-	if req.Method == protocol.MethodHello {
-		a.startLateSetup()
-	}
 }
 
 func decode(params json.RawMessage, v any) error {
