@@ -144,13 +144,10 @@ func (vm *VM) Args() []string {
 		"-chardev", "socket,id=" + agentChardev + ",path=" + AgentSocket + ",server=on,wait=off",
 		"-device", "virtio-serial-" + t + ",max_ports=2",
 		"-device", "virtserialport,chardev=agent,name=" + vm.PortName,
-		"-fsdev", fmt.Sprintf("local,id=share,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.ShareDir)),
-		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=share,mount_tag=%s", t, vm.ShareTag),
 	}
+	a = append(a, ninePArgs(t, "share", vm.ShareDir, vm.ShareTag)...)
 	if vm.RootfsDir != "" {
-		a = append(a,
-			"-fsdev", fmt.Sprintf("local,id=rootfs,path=%s,security_model=passthrough,multidevs=remap", qemuEscape(vm.RootfsDir)),
-			"-device", fmt.Sprintf("virtio-9p-%s,fsdev=rootfs,mount_tag=%s", t, vm.RootfsTag))
+		a = append(a, ninePArgs(t, "rootfs", vm.RootfsDir, vm.RootfsTag)...)
 	}
 	a = append(a,
 		"-qmp", "unix:"+QMPSocket+",server=on,wait=off",
@@ -181,3 +178,12 @@ type NIC struct {
 
 // qemuEscape doubles commas, QEMU's option-value escape.
 func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// ninePArgs exports dir to the guest as a virtio-9p device (transport t)
+// with mount tag tag.
+func ninePArgs(t, id, dir, tag string) []string {
+	return []string{
+		"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough,multidevs=remap", id, qemuEscape(dir)),
+		"-device", fmt.Sprintf("virtio-9p-%s,fsdev=%s,mount_tag=%s", t, id, tag),
+	}
+}
