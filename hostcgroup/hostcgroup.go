@@ -179,11 +179,15 @@ func Remove(dirs []string) error {
 		}
 		return false
 	}
+	// An exited process stays in its cgroup until it is reaped, and QEMU's
+	// reaper is whoever our caller is: give it a moment, 2 s a dir as
+	// before, but as one deadline for all the controllers' dirs, which wait
+	// for the same reap (a slow reaper under load once outlasted 2 s per
+	// dir: the first dirs stayed behind, the last went).
+	deadline := time.Now().Add(time.Duration(len(sorted)) * 2 * time.Second)
 	for _, d := range sorted {
 		err := os.Remove(d)
-		// An exited process stays in its cgroup until it is reaped, and
-		// QEMU's reaper is whoever our caller is: give it a moment.
-		for try := 0; errors.Is(err, unix.EBUSY) && !isParent(d) && try < 200; try++ {
+		for errors.Is(err, unix.EBUSY) && !isParent(d) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 			err = os.Remove(d)
 		}
